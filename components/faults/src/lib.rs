@@ -1,0 +1,72 @@
+//! A component that misbehaves on purpose, for the host's isolation tests.
+//!
+//! One component serves every fault so tests build it once; the last segment
+//! of the request path picks the fault (`/fault/trap`, `/fault/spin`, ...).
+//! An unknown fault name answers 400, so a typo in a test is loud.
+
+// Native builds exist only for `cargo test`; the export is wasm32-only.
+#![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+
+struct Faults;
+
+use endpoint_guest::bindings::wasi::http::types::{
+    Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
+
+impl endpoint_guest::bindings::exports::wasi::http::incoming_handler::Guest for Faults {
+    fn handle(request: IncomingRequest, out: ResponseOutparam) {
+        let path = request.path_with_query().unwrap_or_default();
+        let fault = path.rsplit('/').next().unwrap_or_default().to_string();
+        drop(request);
+        match fault.as_str() {
+            // The guest hits `unreachable`: a trap before any response.
+            "trap" => trap(),
+            // Rust panics abort to a trap too, after writing to stderr.
+            "panic" => panic!("the panic fault was requested"),
+            // Returns without ever setting the response outparam.
+            "no-response" => drop(out),
+            // Burns CPU forever without yielding to the host.
+            "spin" => spin(),
+            // Grows linear memory until the host's limit stops it.
+            "alloc" => allocate_forever(),
+            // Sends headers, then a body that never ends.
+            "stream-forever" => stream_forever(out),
+            // Behaves, so tests can see the component works at all.
+            "ok" => endpoint_guest::respond(out, 200, b"ok"),
+            _ => endpoint_guest::respond(out, 400, b"unknown fault"),
+        }
+    }
+}
+
+fn trap() {
+    #[cfg(target_arch = "wasm32")]
+    core::arch::wasm32::unreachable();
+}
+
+fn spin() {
+    let mut n: u64 = 0;
+    loop {
+        n = std::hint::black_box(n.wrapping_add(1));
+    }
+}
+
+fn allocate_forever() {
+    let mut chunks: Vec<Vec<u8>> = Vec::new();
+    loop {
+        chunks.push(std::hint::black_box(vec![1u8; 1 << 20]));
+    }
+}
+
+fn stream_forever(out: ResponseOutparam) {
+    let response = OutgoingResponse::new(Fields::new());
+    let body = response.body().expect("the body is taken once");
+    ResponseOutparam::set(out, Ok(response));
+    let stream = body.write().expect("the stream is taken once");
+    let chunk = [b'x'; 1024];
+    while stream.blocking_write_and_flush(&chunk).is_ok() {}
+    drop(stream);
+    let _ = OutgoingBody::finish(body, None);
+}
+
+#[cfg(target_arch = "wasm32")]
+endpoint_guest::bindings::export_endpoint!(Faults with_types_in endpoint_guest::bindings);
