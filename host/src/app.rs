@@ -1,0 +1,172 @@
+//! The application: the loaded routes and what happens to one request.
+//!
+//! `/metrics` is answered by the host and not counted. Every other request
+//! is matched against the route table, handed to its component (or answered
+//! 404), and counted once its response body is complete, so a guest that
+//! streams slowly is timed for all of it.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::CONTENT_TYPE;
+use hyper::{Request, Response, StatusCode};
+use wasmtime::{Result, format_err};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+use crate::config::Config;
+use crate::engine::WasmEngine;
+use crate::guest;
+use crate::labels::{UNMATCHED_PATH, method_label};
+use crate::metrics::{self, Metrics};
+use crate::routes::RouteTable;
+use crate::state::RequestState;
+
+/// The body type of every response the host sends.
+pub type Body = HyperOutgoingBody;
+
+pub struct App {
+    routes: RouteTable,
+    /// Indexed like the route table.
+    endpoints: Vec<Endpoint>,
+    metrics: Arc<Metrics>,
+    request_timeout: Duration,
+}
+
+struct Endpoint {
+    /// The route path, also its `path` label.
+    path: Arc<str>,
+    component: ProxyPre<RequestState>,
+}
+
+impl App {
+    /// Compiles and links every route's component; any failure stops the
+    /// whole load, naming the route's place in the config file.
+    pub fn load(config: &Config, engine: &WasmEngine, metrics: Arc<Metrics>) -> Result<Self> {
+        let mut endpoints = Vec::with_capacity(config.routes.len());
+        for route in &config.routes {
+            let started = Instant::now();
+            let component = engine.load(&route.component).map_err(|e| {
+                format_err!(
+                    "{}: route `{}`: cannot load component `{}`: {e:#}",
+                    route.defined_at,
+                    route.path,
+                    route.component.display()
+                )
+            })?;
+            tracing::info!(
+                route = %route.path,
+                component = %route.component.display(),
+                "loaded in {:.0?}",
+                started.elapsed()
+            );
+            endpoints.push(Endpoint {
+                path: route.path.as_str().into(),
+                component,
+            });
+        }
+        Ok(Self {
+            routes: RouteTable::new(config.routes.iter().map(|r| r.path.as_str())),
+            endpoints,
+            metrics,
+            request_timeout: config.request_timeout,
+        })
+    }
+
+    pub async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
+        let path = request.uri().path();
+        if path == "/metrics" {
+            return text(StatusCode::OK, metrics::CONTENT_TYPE, self.metrics.render());
+        }
+        let record = RequestRecord::start(self.metrics.clone(), method_label(request.method()));
+        let Some(index) = self.routes.lookup(path) else {
+            let response = text(StatusCode::NOT_FOUND, "text/plain", "not found\n");
+            return record.finish(UNMATCHED_PATH.into(), response);
+        };
+        let endpoint = &self.endpoints[index];
+        let invocation = guest::invoke(&endpoint.component, request, self.request_timeout).await;
+        if let Some(elapsed) = invocation.instantiation {
+            self.metrics.observe_instantiation(&endpoint.path, elapsed);
+        }
+        let response = match invocation.result {
+            Ok(response) => response,
+            Err(failure) => {
+                tracing::warn!(route = %endpoint.path, kind = failure.kind(), "component failed: {failure}");
+                let status = failure.status();
+                self.metrics.observe_guest_failure(
+                    record.method,
+                    &endpoint.path,
+                    failure.kind(),
+                    status,
+                );
+                text(
+                    status,
+                    "text/plain",
+                    format!("{status}: the endpoint's component failed\n"),
+                )
+            }
+        };
+        record.finish(endpoint.path.clone(), response)
+    }
+}
+
+/// One request's accounting: in flight from `start` until dropped; observed
+/// when dropped, if it got as far as a response. It travels inside the
+/// response body, so it drops when the body is complete (or abandoned).
+struct RequestRecord {
+    metrics: Arc<Metrics>,
+    method: &'static str,
+    started: Instant,
+    outcome: Option<(Arc<str>, StatusCode)>,
+}
+
+impl RequestRecord {
+    fn start(metrics: Arc<Metrics>, method: &'static str) -> Self {
+        metrics.in_flight().inc();
+        Self {
+            metrics,
+            method,
+            started: Instant::now(),
+            outcome: None,
+        }
+    }
+
+    fn finish(mut self, path: Arc<str>, response: Response<Body>) -> Response<Body> {
+        self.outcome = Some((path, response.status()));
+        response.map(|body| {
+            body.map_frame(move |frame| {
+                let _record = &self;
+                frame
+            })
+            .boxed_unsync()
+        })
+    }
+}
+
+impl Drop for RequestRecord {
+    fn drop(&mut self) {
+        self.metrics.in_flight().dec();
+        if let Some((path, status)) = &self.outcome {
+            self.metrics
+                .observe_request(self.method, path, *status, self.started.elapsed());
+        }
+    }
+}
+
+fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut response = Response::new(
+        Full::new(body.into())
+            .map_err(|never: Infallible| match never {})
+            .boxed_unsync(),
+    );
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        content_type.parse().expect("static content type"),
+    );
+    response
+}

@@ -1,0 +1,103 @@
+//! Command-line flags and environment variables.
+//!
+//! Each flag has an environment variable twin (handy in containers); both
+//! override the config file. Parsing produces plain [`Overrides`] for
+//! `config.rs`, which owns the rules for combining them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::config::Overrides;
+
+/// Serve every HTTP route from a WebAssembly component (wasi:http), with
+/// Prometheus metrics on /metrics.
+///
+/// Routes and settings come from a TOML file (see webapp.toml); the flags and
+/// environment variables below override it. Logs go to stderr and are
+/// filtered with RUST_LOG (default: info).
+#[derive(Debug, Parser)]
+#[command(version)]
+pub struct Args {
+    /// TOML file with the route table and settings. Relative component paths
+    /// in it are resolved from the file's own folder.
+    #[arg(long, short, env = "WEBAPP_CONFIG", default_value = "webapp.toml")]
+    pub config: PathBuf,
+
+    /// Address to serve HTTP (and /metrics) on [file: listen; default 0.0.0.0:5000].
+    #[arg(long, env = "WEBAPP_LISTEN")]
+    pub listen: Option<SocketAddr>,
+
+    /// Prefix of the HTTP metric names; `flask` gives exactly the names of
+    /// prometheus_flask_exporter [file: metrics_prefix; default webapp].
+    #[arg(long, env = "WEBAPP_METRICS_PREFIX")]
+    pub metrics_prefix: Option<String>,
+
+    /// Longest a component may take to answer a request before it is stopped
+    /// and the client gets 504, e.g. `10s`, `500ms` [file: request_timeout; default 10s].
+    #[arg(long, env = "WEBAPP_REQUEST_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub request_timeout: Option<Duration>,
+
+    /// After SIGINT/SIGTERM, how long in-flight requests may take to finish
+    /// before the host exits anyway [file: shutdown_grace; default 30s].
+    #[arg(long, env = "WEBAPP_SHUTDOWN_GRACE", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Option<Duration>,
+
+    /// Component instances alive at once (requests inside guests at once);
+    /// sizes the pooling allocator [file: pool.max_instances; default 1000].
+    #[arg(long, env = "WEBAPP_MAX_INSTANCES")]
+    pub max_instances: Option<u32>,
+}
+
+impl Args {
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            listen: self.listen,
+            metrics_prefix: self.metrics_prefix.clone(),
+            request_timeout: self.request_timeout,
+            shutdown_grace: self.shutdown_grace,
+            max_instances: self.max_instances,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn flags_are_consistent_and_documented() {
+        Args::command().debug_assert();
+        for arg in Args::command().get_arguments() {
+            assert!(arg.get_help().is_some(), "--{} has no help", arg.get_id());
+        }
+    }
+
+    #[test]
+    fn flags_become_overrides() {
+        let args = Args::try_parse_from([
+            "host",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-prefix",
+            "flask",
+            "--request-timeout",
+            "250ms",
+        ])
+        .unwrap();
+        let o = args.overrides();
+        assert_eq!(o.listen, Some("127.0.0.1:0".parse().unwrap()));
+        assert_eq!(o.metrics_prefix.as_deref(), Some("flask"));
+        assert_eq!(o.request_timeout, Some(Duration::from_millis(250)));
+        assert_eq!(o.max_instances, None);
+    }
+
+    #[test]
+    fn a_bad_flag_value_is_rejected() {
+        assert!(Args::try_parse_from(["host", "--listen", "nowhere"]).is_err());
+        assert!(Args::try_parse_from(["host", "--request-timeout", "soon"]).is_err());
+    }
+}

@@ -1,0 +1,360 @@
+//! The host's configuration, parsed and checked once into a plain struct.
+//!
+//! Values come in three layers, later ones winning: the TOML file, then
+//! environment variables and command-line flags (both through clap, see
+//! `cli.rs`, which hands them over as [`Overrides`]). Everything is checked
+//! here before anything starts, so a typo or a missing component file stops
+//! the host with an error naming the file and line, never half-way up.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+use wasmtime::{Result, bail, format_err};
+
+use crate::routes::check_route_path;
+
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:5000";
+pub const DEFAULT_METRICS_PREFIX: &str = "webapp";
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+pub const DEFAULT_MAX_INSTANCES: u32 = 1000;
+pub const DEFAULT_MAX_MEMORY_MIB: u64 = 64;
+
+/// Everything the host needs to start, resolved and checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub metrics_prefix: String,
+    /// How long a guest may take to answer before it is stopped (504).
+    pub request_timeout: Duration,
+    /// How long in-flight requests may take to finish after a stop signal.
+    pub shutdown_grace: Duration,
+    pub pool: PoolConfig,
+    pub routes: Vec<RouteConfig>,
+}
+
+/// Sizes of wasmtime's pooling allocator.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolConfig {
+    /// Component instances alive at once, i.e. requests inside guests at once.
+    pub max_instances: u32,
+    /// Upper bound of one instance's linear memory.
+    pub max_memory_bytes: u64,
+}
+
+/// One route: a request path served by a component file.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    pub path: String,
+    pub component: PathBuf,
+    /// `file:line` of the route's definition, for error messages.
+    pub defined_at: String,
+}
+
+/// Values given on the command line or in the environment.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub metrics_prefix: Option<String>,
+    pub request_timeout: Option<Duration>,
+    pub shutdown_grace: Option<Duration>,
+    pub max_instances: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    metrics_prefix: Option<Spanned<String>>,
+    #[serde(default, with = "humantime_serde")]
+    request_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    shutdown_grace: Option<Duration>,
+    #[serde(default)]
+    pool: FilePool,
+    #[serde(default, rename = "route")]
+    routes: Vec<FileRoute>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FilePool {
+    max_instances: Option<u32>,
+    max_memory_mib: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRoute {
+    path: Spanned<String>,
+    component: Spanned<PathBuf>,
+}
+
+impl Config {
+    /// Reads `path`, applies `overrides`, and checks the result, including
+    /// that every component file exists. Relative component paths are taken
+    /// relative to the config file's folder, so the host can run from anywhere.
+    pub fn load(path: &Path, overrides: &Overrides) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format_err!("cannot read config file `{}`: {e}", path.display()))?;
+        let config = Self::parse(&text, path, overrides)?;
+        for route in &config.routes {
+            if !route.component.is_file() {
+                bail!(
+                    "{}: component file `{}` for route `{}` does not exist \
+                     (build the components first: see README.md)",
+                    route.defined_at,
+                    route.component.display(),
+                    route.path
+                );
+            }
+        }
+        Ok(config)
+    }
+
+    /// Parses and checks config text; `path` names the file in errors and
+    /// anchors relative component paths. Touches no file.
+    pub fn parse(text: &str, path: &Path, overrides: &Overrides) -> Result<Self> {
+        let file: FileConfig = toml::from_str(text)
+            .map_err(|e| format_err!("invalid config file `{}`: {e}", path.display()))?;
+        let at = |offset: usize| format!("{}:{}", path.display(), line_of(text, offset));
+        let base = path.parent().unwrap_or(Path::new(""));
+
+        let metrics_prefix = match (&overrides.metrics_prefix, &file.metrics_prefix) {
+            (Some(prefix), _) => {
+                check_metric_prefix(prefix).map_err(|e| format_err!("--metrics-prefix: {e}"))?;
+                prefix.clone()
+            }
+            (None, Some(prefix)) => {
+                check_metric_prefix(prefix.get_ref())
+                    .map_err(|e| format_err!("{}: {e}", at(prefix.span().start)))?;
+                prefix.get_ref().clone()
+            }
+            (None, None) => DEFAULT_METRICS_PREFIX.to_owned(),
+        };
+
+        if file.routes.is_empty() {
+            bail!(
+                "config file `{}` defines no routes: add `[[route]]` tables with `path` and `component`",
+                path.display()
+            );
+        }
+        let mut routes: Vec<RouteConfig> = Vec::with_capacity(file.routes.len());
+        for route in &file.routes {
+            let route_path = route.path.get_ref();
+            let defined_at = at(route.path.span().start);
+            check_route_path(route_path).map_err(|e| format_err!("{defined_at}: {e}"))?;
+            if let Some(first) = routes.iter().find(|r| &r.path == route_path) {
+                bail!(
+                    "{defined_at}: route `{route_path}` is already defined at {}",
+                    first.defined_at
+                );
+            }
+            routes.push(RouteConfig {
+                path: route_path.clone(),
+                component: base.join(route.component.get_ref()),
+                defined_at,
+            });
+        }
+
+        let max_instances = overrides
+            .max_instances
+            .or(file.pool.max_instances)
+            .unwrap_or(DEFAULT_MAX_INSTANCES);
+        if max_instances == 0 {
+            bail!("pool.max_instances must be at least 1");
+        }
+        let max_memory_mib = file.pool.max_memory_mib.unwrap_or(DEFAULT_MAX_MEMORY_MIB);
+        if max_memory_mib == 0 || max_memory_mib > 4096 {
+            bail!("pool.max_memory_mib must be between 1 and 4096, not {max_memory_mib}");
+        }
+
+        Ok(Config {
+            listen: overrides
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default")),
+            metrics_prefix,
+            request_timeout: overrides
+                .request_timeout
+                .or(file.request_timeout)
+                .unwrap_or(DEFAULT_REQUEST_TIMEOUT),
+            shutdown_grace: overrides
+                .shutdown_grace
+                .or(file.shutdown_grace)
+                .unwrap_or(DEFAULT_SHUTDOWN_GRACE),
+            pool: PoolConfig {
+                max_instances,
+                max_memory_bytes: max_memory_mib << 20,
+            },
+            routes,
+        })
+    }
+}
+
+/// Prometheus metric names are `[a-zA-Z_:][a-zA-Z0-9_:]*`; colons are meant
+/// for recording rules, so a prefix may not use them.
+fn check_metric_prefix(prefix: &str) -> std::result::Result<(), String> {
+    let mut chars = prefix.chars();
+    let valid = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "metric prefix `{prefix}` is not a valid Prometheus name (letters, digits and `_`, not starting with a digit)"
+        ))
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = r#"
+listen = "127.0.0.1:8080"
+metrics_prefix = "flask"
+request_timeout = "2s"
+
+[pool]
+max_instances = 10
+
+[[route]]
+path = "/ep_one"
+component = "c/ep_one.wasm"
+
+[[route]]
+path = "/error"
+component = "/abs/ep_error.wasm"
+"#;
+
+    fn parse(text: &str, overrides: &Overrides) -> Result<Config> {
+        Config::parse(text, Path::new("conf/webapp.toml"), overrides)
+    }
+
+    fn err(text: &str) -> String {
+        format!("{:#}", parse(text, &Overrides::default()).unwrap_err())
+    }
+
+    #[test]
+    fn file_values_are_read_and_paths_resolved() {
+        let c = parse(FILE, &Overrides::default()).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.metrics_prefix, "flask");
+        assert_eq!(c.request_timeout, Duration::from_secs(2));
+        assert_eq!(c.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
+        assert_eq!(c.pool.max_instances, 10);
+        assert_eq!(c.pool.max_memory_bytes, DEFAULT_MAX_MEMORY_MIB << 20);
+        assert_eq!(c.routes.len(), 2);
+        assert_eq!(c.routes[0].path, "/ep_one");
+        assert_eq!(c.routes[0].component, Path::new("conf/c/ep_one.wasm"));
+        assert_eq!(c.routes[0].defined_at, "conf/webapp.toml:10");
+        assert_eq!(c.routes[1].component, Path::new("/abs/ep_error.wasm"));
+    }
+
+    #[test]
+    fn overrides_win_over_the_file() {
+        let overrides = Overrides {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            metrics_prefix: Some("other".into()),
+            request_timeout: Some(Duration::from_millis(500)),
+            shutdown_grace: Some(Duration::from_secs(1)),
+            max_instances: Some(3),
+        };
+        let c = parse(FILE, &overrides).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(c.metrics_prefix, "other");
+        assert_eq!(c.request_timeout, Duration::from_millis(500));
+        assert_eq!(c.shutdown_grace, Duration::from_secs(1));
+        assert_eq!(c.pool.max_instances, 3);
+    }
+
+    #[test]
+    fn defaults_fill_what_the_file_leaves_out() {
+        let c = parse(
+            "[[route]]\npath = \"/a\"\ncomponent = \"a.wasm\"\n",
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.listen, DEFAULT_LISTEN.parse().unwrap());
+        assert_eq!(c.metrics_prefix, DEFAULT_METRICS_PREFIX);
+        assert_eq!(c.pool.max_instances, DEFAULT_MAX_INSTANCES);
+    }
+
+    #[test]
+    fn a_typo_names_the_file_line_and_key() {
+        let e = err("listn = \"0.0.0.0:1\"\n");
+        assert!(e.contains("conf/webapp.toml"), "{e}");
+        assert!(e.contains("line 1"), "{e}");
+        assert!(e.contains("listn"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_value_names_its_line() {
+        let e = err("\n\nlisten = \"not an address\"\n");
+        assert!(e.contains("line 3"), "{e}");
+    }
+
+    #[test]
+    fn route_mistakes_name_their_line() {
+        let dup = "[[route]]\npath = \"/a\"\ncomponent = \"a.wasm\"\n[[route]]\npath = \"/a\"\ncomponent = \"b.wasm\"\n";
+        let e = err(dup);
+        assert!(e.contains("conf/webapp.toml:5"), "{e}");
+        assert!(e.contains("already defined at conf/webapp.toml:2"), "{e}");
+
+        let e = err("[[route]]\npath = \"/metrics\"\ncomponent = \"a.wasm\"\n");
+        assert!(
+            e.contains("conf/webapp.toml:2") && e.contains("reserved"),
+            "{e}"
+        );
+
+        let e = err("[[route]]\npath = \"a\"\ncomponent = \"a.wasm\"\n");
+        assert!(e.contains("must start with `/`"), "{e}");
+
+        let e = err("[[route]]\npath = \"/a\"\n");
+        assert!(e.contains("component"), "{e}");
+    }
+
+    #[test]
+    fn no_routes_is_an_error() {
+        assert!(err("listen = \"0.0.0.0:1\"\n").contains("defines no routes"));
+    }
+
+    #[test]
+    fn metric_prefixes_are_checked() {
+        let e = err("metrics_prefix = \"9bad\"\n[[route]]\npath = \"/a\"\ncomponent = \"a\"\n");
+        assert!(
+            e.contains("conf/webapp.toml:1") && e.contains("9bad"),
+            "{e}"
+        );
+        let overrides = Overrides {
+            metrics_prefix: Some("has-dash".into()),
+            ..Default::default()
+        };
+        assert!(parse(FILE, &overrides).is_err());
+        for good in ["webapp", "flask", "_x1"] {
+            assert!(check_metric_prefix(good).is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn pool_limits_are_checked() {
+        assert!(
+            err("[pool]\nmax_instances = 0\n[[route]]\npath = \"/a\"\ncomponent = \"a\"\n")
+                .contains("max_instances")
+        );
+        assert!(
+            err("[pool]\nmax_memory_mib = 0\n[[route]]\npath = \"/a\"\ncomponent = \"a\"\n")
+                .contains("max_memory_mib")
+        );
+    }
+}

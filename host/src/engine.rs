@@ -1,0 +1,90 @@
+//! The wasmtime side that lives as long as the process.
+//!
+//! One engine (slim features, pooling allocator sized from config), one
+//! linker with full WASI plus wasi:http (guests built with Rust std import
+//! `wasi:cli/*` beyond the proxy world), and one epoch ticker thread. Loading
+//! a component compiles it and links it against the linker, so a file that is
+//! not a wasi:http proxy component, or whose imports cannot be satisfied, is
+//! rejected at load time rather than on its first request.
+
+use std::path::Path;
+use std::thread;
+use std::time::Duration;
+
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Result};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+use crate::config::PoolConfig;
+use crate::state::RequestState;
+
+/// How often the epoch advances. A running guest yields to the async
+/// executor at every tick, so one spinning guest cannot starve the others,
+/// and the request deadline (a tokio timeout) can stop it.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// A Rust std component has a handful of core instances, memories and tables
+/// (its own, plus the WASI adapter's); these bound one component's share of
+/// the pool.
+const CORE_INSTANCES_PER_COMPONENT: u32 = 8;
+const MEMORIES_PER_COMPONENT: u32 = 2;
+const TABLES_PER_COMPONENT: u32 = 4;
+
+pub struct WasmEngine {
+    engine: Engine,
+    linker: Linker<RequestState>,
+}
+
+impl WasmEngine {
+    pub fn new(pool: &PoolConfig) -> Result<Self> {
+        let mut pooling = PoolingAllocationConfig::new();
+        let n = pool.max_instances;
+        pooling
+            .total_component_instances(n)
+            .total_stacks(n)
+            .total_core_instances(n.saturating_mul(CORE_INSTANCES_PER_COMPONENT))
+            .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+            .total_memories(n.saturating_mul(MEMORIES_PER_COMPONENT))
+            .max_memories_per_component(MEMORIES_PER_COMPONENT)
+            .total_tables(n.saturating_mul(TABLES_PER_COMPONENT))
+            .max_tables_per_component(TABLES_PER_COMPONENT)
+            .max_memory_size(usize::try_from(pool.max_memory_bytes)?);
+
+        let mut config = Config::new();
+        config
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling))
+            .epoch_interruption(true);
+        let engine = Engine::new(&config)?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+
+        start_epoch_ticker(&engine);
+        Ok(Self { engine, linker })
+    }
+
+    /// Compiles and links the component at `path`. Blocking and CPU-heavy
+    /// (tens to hundreds of milliseconds): call it off the async threads.
+    pub fn load(&self, path: &Path) -> Result<ProxyPre<RequestState>> {
+        let component = Component::from_file(&self.engine, path)?;
+        let pre = self.linker.instantiate_pre(&component)?;
+        ProxyPre::new(pre)
+    }
+}
+
+/// One ticker per engine: a ticker per request costs orders of magnitude in
+/// throughput (wasmtime issue #11814). It stops when the engine is dropped.
+fn start_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    thread::Builder::new()
+        .name("epoch-ticker".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("spawning the epoch ticker thread");
+}

@@ -1,0 +1,202 @@
+//! The metrics the host exports on `/metrics`.
+//!
+//! HTTP metrics keep the names and labels of prometheus_flask_exporter (with
+//! a configurable prefix, `flask` reproducing them exactly) so dashboards and
+//! queries written for the original keep working. Wasm metrics say what the
+//! Flask app could not: how long instantiation takes and how guests fail.
+//! Label values come only from the route table and `labels.rs`.
+
+use std::time::Duration;
+
+use hyper::StatusCode;
+use prometheus::{
+    CounterVec, Encoder, HistogramOpts, HistogramVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+use wasmtime::Result;
+
+use crate::process::ProcessMetrics;
+
+/// The buckets of the Python client (and so of the original dashboards):
+/// the Rust crate's defaults differ.
+pub const DURATION_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
+/// Instantiation from a `ProxyPre` with the pooling allocator takes tens of
+/// microseconds; these resolve that range and show regressions into milliseconds.
+const INSTANTIATION_BUCKETS: &[f64] = &[
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1,
+];
+
+pub struct Metrics {
+    registry: Registry,
+    request_duration: HistogramVec,
+    request_total: CounterVec,
+    request_exceptions: CounterVec,
+    in_flight: IntGauge,
+    instantiation: HistogramVec,
+    guest_failures: CounterVec,
+    process: ProcessMetrics,
+}
+
+impl Metrics {
+    pub fn new(prefix: &str) -> Result<Self> {
+        let registry = Registry::new();
+        let name = |suffix: &str| format!("{prefix}_{suffix}");
+
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                name("http_request_duration_seconds"),
+                "Duration of HTTP requests in seconds, until the response body is complete.",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+            &["method", "path", "status"],
+        )?;
+        let request_total = CounterVec::new(
+            Opts::new(name("http_request_total"), "Total number of HTTP requests."),
+            &["method", "status"],
+        )?;
+        let request_exceptions = CounterVec::new(
+            Opts::new(
+                name("http_request_exceptions_total"),
+                "Total number of HTTP requests which resulted in an exception (a failing guest).",
+            ),
+            &["method", "status"],
+        )?;
+        let in_flight = IntGauge::with_opts(Opts::new(
+            name("http_requests_in_flight"),
+            "HTTP requests being served now.",
+        ))?;
+        let instantiation = HistogramVec::new(
+            HistogramOpts::new(
+                name("wasm_instantiation_duration_seconds"),
+                "Time to create a fresh component instance for a request, per route.",
+            )
+            .buckets(INSTANTIATION_BUCKETS.to_vec()),
+            &["path"],
+        )?;
+        let guest_failures = CounterVec::new(
+            Opts::new(
+                name("wasm_guest_failures_total"),
+                "Requests a component failed to answer, per route and kind \
+                 (trap, no_response, error_code, timeout, instantiate).",
+            ),
+            &["path", "kind"],
+        )?;
+        let info = IntGaugeVec::new(
+            Opts::new(name("exporter_info"), "Information about the exporter."),
+            &["version"],
+        )?;
+        info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+
+        registry.register(Box::new(request_duration.clone()))?;
+        registry.register(Box::new(request_total.clone()))?;
+        registry.register(Box::new(request_exceptions.clone()))?;
+        registry.register(Box::new(in_flight.clone()))?;
+        registry.register(Box::new(instantiation.clone()))?;
+        registry.register(Box::new(guest_failures.clone()))?;
+        registry.register(Box::new(info))?;
+        let process = ProcessMetrics::register(&registry)?;
+
+        Ok(Self {
+            registry,
+            request_duration,
+            request_total,
+            request_exceptions,
+            in_flight,
+            instantiation,
+            guest_failures,
+            process,
+        })
+    }
+
+    /// Counts one finished request; `path` is a route or `UNMATCHED_PATH`.
+    pub fn observe_request(&self, method: &str, path: &str, status: StatusCode, elapsed: Duration) {
+        let status = status.as_str();
+        self.request_duration
+            .with_label_values(&[method, path, status])
+            .observe(elapsed.as_secs_f64());
+        self.request_total
+            .with_label_values(&[method, status])
+            .inc();
+    }
+
+    /// Counts a request a guest failed to answer.
+    pub fn observe_guest_failure(&self, method: &str, path: &str, kind: &str, status: StatusCode) {
+        self.guest_failures.with_label_values(&[path, kind]).inc();
+        self.request_exceptions
+            .with_label_values(&[method, status.as_str()])
+            .inc();
+    }
+
+    pub fn observe_instantiation(&self, path: &str, elapsed: Duration) {
+        self.instantiation
+            .with_label_values(&[path])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn in_flight(&self) -> &IntGauge {
+        &self.in_flight
+    }
+
+    /// The Prometheus text exposition of every metric, process values fresh.
+    pub fn render(&self) -> String {
+        self.process.refresh();
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("encoding to a Vec cannot fail");
+        String::from_utf8(out).expect("the text format is UTF-8")
+    }
+}
+
+/// The content type of [`Metrics::render`]'s output.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_names_every_http_family() {
+        let m = Metrics::new("flask").unwrap();
+        m.observe_request("GET", "/ep_one", StatusCode::OK, Duration::from_millis(30));
+        m.observe_guest_failure("GET", "/x", "trap", StatusCode::INTERNAL_SERVER_ERROR);
+        m.observe_instantiation("/x", Duration::from_micros(40));
+        let text = m.render();
+        for family in [
+            "flask_http_request_duration_seconds_bucket{method=\"GET\",path=\"/ep_one\",status=\"200\",le=\"0.05\"} 1",
+            "flask_http_request_total{method=\"GET\",status=\"200\"} 1",
+            "flask_http_request_exceptions_total{method=\"GET\",status=\"500\"} 1",
+            "flask_exporter_info{version=",
+            "flask_http_requests_in_flight 0",
+            "flask_wasm_instantiation_duration_seconds_count{path=\"/x\"} 1",
+            "flask_wasm_guest_failures_total{kind=\"trap\",path=\"/x\"} 1",
+            "process_cpu_seconds_total ",
+            "process_resident_memory_bytes ",
+        ] {
+            assert!(text.contains(family), "missing {family} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn durations_use_the_python_client_buckets() {
+        let m = Metrics::new("webapp").unwrap();
+        m.observe_request("GET", "/a", StatusCode::OK, Duration::from_millis(300));
+        let text = m.render();
+        let les: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("webapp_http_request_duration_seconds_bucket"))
+            .map(|l| l.split("le=\"").nth(1).unwrap().split('"').next().unwrap())
+            .collect();
+        assert_eq!(
+            les,
+            [
+                "0.005", "0.01", "0.025", "0.05", "0.075", "0.1", "0.25", "0.5", "0.75", "1",
+                "2.5", "5", "7.5", "10", "+Inf"
+            ]
+        );
+        assert!(text.contains("le=\"0.25\"} 0") && text.contains("le=\"0.5\"} 1"));
+    }
+}
