@@ -136,6 +136,9 @@ mod tests {
         }
         let mean = total.as_secs_f64() / n as f64;
         assert!((mean - 0.1).abs() < 0.001, "mean {mean}");
-        assert!(deciles.iter().all(|&c| (98..=102).contains(&c)), "{deciles:?}");
+        assert!(
+            deciles.iter().all(|&c| (98..=102).contains(&c)),
+            "{deciles:?}"
+        );
     }
 }

@@ -1,0 +1,312 @@
+//! What every integration test needs: the real components built from
+//! source, the real host binary started on 127.0.0.1 with an ephemeral port,
+//! a plain HTTP client, and a parsed `/metrics`.
+
+#![allow(dead_code)] // each test binary uses its own part of this module
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+/// The five endpoints of the demo: path, component file stem, status, body.
+pub const ENDPOINTS: &[(&str, &str, u16, &str)] = &[
+    ("/ep_one", "ep_one", 200, "1"),
+    ("/ep_two", "ep_two", 200, "2"),
+    ("/ep_three", "ep_three", 200, "3"),
+    ("/ep_four", "ep_four", 200, "4"),
+    ("/error", "ep_error", 500, "error"),
+];
+
+pub fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
+}
+
+/// Builds the guest workspace once per test binary (a no-op when up to
+/// date) and returns the folder holding the `.wasm` files.
+pub fn components() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let manifest = repo_root().join("components/Cargo.toml");
+        let status = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--manifest-path",
+            ])
+            .arg(&manifest)
+            .env_remove("CARGO_TARGET_DIR")
+            .status()
+            .expect("running cargo to build the components");
+        assert!(status.success(), "building the components failed");
+        repo_root().join("components/target/wasm32-wasip2/release")
+    })
+}
+
+/// Builds the guest workspace with cargo-component instead (wasm32-wasip1
+/// plus the preview1 adapter), if it is installed; CI sets
+/// REQUIRE_CARGO_COMPONENT so its absence fails rather than skips.
+pub fn components_via_cargo_component() -> Option<PathBuf> {
+    let manifest = repo_root().join("components/Cargo.toml");
+    let status = Command::new(env!("CARGO"))
+        .args(["component", "build", "--release", "--manifest-path"])
+        .arg(&manifest)
+        .env_remove("CARGO_TARGET_DIR")
+        .status();
+    match status {
+        Ok(status) if status.success() => {
+            Some(repo_root().join("components/target/wasm32-wasip1/release"))
+        }
+        other => {
+            assert!(
+                std::env::var_os("REQUIRE_CARGO_COMPONENT").is_none(),
+                "cargo component build failed: {other:?}"
+            );
+            eprintln!("cargo-component unavailable ({other:?}): skipping");
+            None
+        }
+    }
+}
+
+pub fn component(stem: &str) -> PathBuf {
+    components().join(format!("{stem}.wasm"))
+}
+
+/// Config text routing `routes` (path, component file) plus `extra` settings.
+pub fn config_text(extra: &str, routes: &[(&str, PathBuf)]) -> String {
+    let mut text = format!("{extra}\n");
+    for (path, file) in routes {
+        text.push_str(&format!(
+            "[[route]]\npath = \"{path}\"\ncomponent = \"{}\"\n",
+            file.display()
+        ));
+    }
+    text
+}
+
+/// The five demo endpoints as config routes.
+pub fn demo_routes() -> Vec<(&'static str, PathBuf)> {
+    ENDPOINTS
+        .iter()
+        .map(|(path, stem, _, _)| (*path, component(stem)))
+        .collect()
+}
+
+/// A running host process, killed when dropped.
+pub struct Host {
+    child: Child,
+    pub addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Host {
+    /// Starts the host binary with `config` and extra `args`, on
+    /// 127.0.0.1 with a port the OS picks, and waits until it listens.
+    pub fn start(config: &str, args: &[&str]) -> Host {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("webapp.toml");
+        std::fs::write(&path, config).unwrap();
+        let log = std::fs::File::create(dir.path().join("host.log")).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_host"))
+            .arg("--config")
+            .arg(&path)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("starting the host");
+        let addr = wait_for_listen_line(&mut child, &dir.path().join("host.log"));
+        Host {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+
+    /// The host serving the five demo endpoints.
+    pub fn demo() -> Host {
+        Host::start(&config_text("", &demo_routes()), &[])
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_for_listen_line(child: &mut Child, log: &Path) -> SocketAddr {
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(rest) = line.strip_prefix("webapp listening on http://") {
+                let addr = rest.split_whitespace().next().unwrap().parse().unwrap();
+                let _ = tx.send(addr);
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(120)) {
+        Ok(addr) => addr,
+        Err(_) => {
+            let _ = child.kill();
+            panic!(
+                "the host did not start; its log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            )
+        }
+    }
+}
+
+/// Runs the host binary to completion (for start-up failures).
+pub fn run_host(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_host"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .expect("running the host")
+}
+
+pub type HttpClient = Client<HttpConnector, Empty<Bytes>>;
+
+pub fn client() -> HttpClient {
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(64)
+        .build_http()
+}
+
+/// Sends one request and returns its status and body.
+pub async fn send(client: &HttpClient, method: Method, url: &str) -> (StatusCode, String) {
+    let request = Request::builder()
+        .method(method)
+        .uri(url)
+        .body(Empty::new())
+        .unwrap();
+    let response = client
+        .request(request)
+        .await
+        .expect("the request is answered");
+    let status = response.status();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+pub async fn get(client: &HttpClient, url: &str) -> (StatusCode, String) {
+    send(client, Method::GET, url).await
+}
+
+/// Sends `n` GETs to `url`, at most `concurrency` at a time, and returns
+/// every (status, body).
+pub async fn get_many(url: String, n: usize, concurrency: usize) -> Vec<(StatusCode, String)> {
+    let client = client();
+    let semaphore = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let mut tasks = Vec::with_capacity(n);
+    for _ in 0..n {
+        let permit = semaphore.clone().acquire_owned().await.unwrap();
+        let client = client.clone();
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            let answer = get(&client, &url).await;
+            drop(permit);
+            answer
+        }));
+    }
+    let mut answers = Vec::with_capacity(n);
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    answers
+}
+
+/// The host's `/metrics`, raw.
+pub async fn metrics_text(host: &Host) -> String {
+    let (status, text) = get(&client(), &host.url("/metrics")).await;
+    assert_eq!(status, StatusCode::OK);
+    text
+}
+
+/// The host's `/metrics`, parsed by a real Prometheus text parser.
+pub async fn scrape(host: &Host) -> prometheus_parse::Scrape {
+    let text = metrics_text(host).await;
+    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+        .expect("/metrics parses")
+}
+
+/// Samples of `metric` whose labels include every pair of `labels`.
+pub fn samples<'a>(
+    scrape: &'a prometheus_parse::Scrape,
+    metric: &'a str,
+    labels: &'a [(&'a str, &'a str)],
+) -> impl Iterator<Item = &'a prometheus_parse::Sample> + 'a {
+    scrape.samples.iter().filter(move |s| {
+        s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v))
+    })
+}
+
+/// The single value of a counter, gauge or untyped sample (0 when absent).
+pub fn value(scrape: &prometheus_parse::Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    samples(scrape, metric, labels)
+        .map(|s| match &s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => *v,
+            other => panic!("{metric} is not a single value: {other:?}"),
+        })
+        .sum()
+}
+
+/// The cumulative bucket counts (upper bound, count) of one histogram series.
+pub fn buckets(
+    scrape: &prometheus_parse::Scrape,
+    metric: &str,
+    labels: &[(&str, &str)],
+) -> Vec<(f64, f64)> {
+    let mut found = samples(scrape, metric, labels);
+    let sample = found
+        .next()
+        .unwrap_or_else(|| panic!("no {metric} series with {labels:?}"));
+    assert!(
+        found.next().is_none(),
+        "several {metric} series match {labels:?}"
+    );
+    match &sample.value {
+        prometheus_parse::Value::Histogram(counts) => {
+            counts.iter().map(|c| (c.less_than, c.count)).collect()
+        }
+        other => panic!("{metric} is not a histogram: {other:?}"),
+    }
+}
+
+/// The cumulative count at bucket `le` of a histogram series.
+pub fn bucket(buckets: &[(f64, f64)], le: f64) -> f64 {
+    buckets
+        .iter()
+        .find(|(bound, _)| *bound == le || (*bound - le).abs() < 1e-9)
+        .unwrap_or_else(|| panic!("no bucket le={le}"))
+        .1
+}

@@ -1,0 +1,179 @@
+//! Guests and configurations that go wrong: the host answers, counts,
+//! explains, and keeps serving everything else.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use hyper::StatusCode;
+
+fn fault_routes(faults: &[&'static str]) -> Vec<(&'static str, std::path::PathBuf)> {
+    let mut routes = demo_routes();
+    for fault in faults {
+        routes.push((fault, component("faults")));
+    }
+    routes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trapping_component_gets_500_while_the_others_answer() {
+    let host = Host::start(
+        &config_text(
+            "",
+            &fault_routes(&["/fault/trap", "/fault/panic", "/fault/no-response"]),
+        ),
+        &[],
+    );
+    let traps = tokio::spawn(get_many(host.url("/fault/trap"), 30, 10));
+    let panics = tokio::spawn(get_many(host.url("/fault/panic"), 10, 5));
+    let silent = tokio::spawn(get_many(host.url("/fault/no-response"), 10, 5));
+    let good = tokio::spawn(get_many(host.url("/ep_one"), 30, 10));
+    for (status, _) in traps
+        .await
+        .unwrap()
+        .iter()
+        .chain(&panics.await.unwrap())
+        .chain(&silent.await.unwrap())
+    {
+        assert_eq!(*status, StatusCode::INTERNAL_SERVER_ERROR);
+    }
+    for answer in good.await.unwrap() {
+        assert_eq!(answer, (StatusCode::OK, "1".to_string()));
+    }
+    // The host is still whole: every route answers after the faults.
+    let client = client();
+    for (path, _, status, body) in ENDPOINTS {
+        assert_eq!(
+            get(&client, &host.url(path)).await,
+            (StatusCode::from_u16(*status).unwrap(), body.to_string())
+        );
+    }
+
+    let scrape = scrape(&host).await;
+    let failures = |path, kind| {
+        value(
+            &scrape,
+            "webapp_wasm_guest_failures_total",
+            &[("path", path), ("kind", kind)],
+        )
+    };
+    assert_eq!(failures("/fault/trap", "trap"), 30.0);
+    assert_eq!(failures("/fault/panic", "trap"), 10.0);
+    assert_eq!(failures("/fault/no-response", "no_response"), 10.0);
+    assert_eq!(
+        value(
+            &scrape,
+            "webapp_http_request_exceptions_total",
+            &[("status", "500")]
+        ),
+        50.0
+    );
+    let trap_latency = buckets(
+        &scrape,
+        "webapp_http_request_duration_seconds",
+        &[("path", "/fault/trap"), ("status", "500")],
+    );
+    assert_eq!(bucket(&trap_latency, f64::INFINITY), 30.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spinning_component_is_stopped_at_the_deadline_with_504() {
+    let host = Host::start(
+        &config_text("request_timeout = \"1s\"", &fault_routes(&["/fault/spin"])),
+        &[],
+    );
+    // Two spinning guests (one per core) must not starve the real endpoints.
+    let spins = tokio::spawn(get_many(host.url("/fault/spin"), 2, 2));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let good = get_many(host.url("/ep_one"), 20, 10).await;
+    assert!(good.iter().all(|a| a.0 == StatusCode::OK));
+    for (status, _) in spins.await.unwrap() {
+        assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    }
+    let scrape = scrape(&host).await;
+    assert_eq!(
+        value(
+            &scrape,
+            "webapp_wasm_guest_failures_total",
+            &[("path", "/fault/spin"), ("kind", "timeout")]
+        ),
+        2.0
+    );
+    // ep_one kept its own latency while the spinners ran.
+    let one = buckets(
+        &scrape,
+        "webapp_http_request_duration_seconds",
+        &[("path", "/ep_one")],
+    );
+    assert_eq!(bucket(&one, 0.5), 20.0, "{one:?}");
+}
+
+fn start_failure(config: &str) -> (String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("webapp.toml");
+    std::fs::write(&path, config).unwrap();
+    let started = Instant::now();
+    let out = run_host(&[
+        "--config",
+        path.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert!(!out.status.success(), "the host started with {config}");
+    assert!(started.elapsed() < Duration::from_secs(60));
+    (
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        path.display().to_string(),
+    )
+}
+
+#[test]
+fn a_config_typo_stops_the_host_naming_file_line_and_key() {
+    let mut config = config_text("", &demo_routes());
+    config.insert_str(0, "listen = \"127.0.0.1:0\"\nmetrics_prefx = \"x\"\n");
+    let (stderr, path) = start_failure(&config);
+    assert!(stderr.contains(&path), "{stderr}");
+    assert!(stderr.contains("line 2"), "{stderr}");
+    assert!(stderr.contains("metrics_prefx"), "{stderr}");
+}
+
+#[test]
+fn a_missing_component_file_stops_the_host_naming_it_and_its_line() {
+    let mut routes = demo_routes();
+    routes.push(("/ghost", std::path::PathBuf::from("/nowhere/ghost.wasm")));
+    let config = config_text("", &routes);
+    let line = config
+        .lines()
+        .position(|l| l.contains("\"/ghost\""))
+        .unwrap()
+        + 1;
+    let (stderr, path) = start_failure(&config);
+    assert!(stderr.contains("/nowhere/ghost.wasm"), "{stderr}");
+    assert!(stderr.contains(&format!("{path}:{line}")), "{stderr}");
+    assert!(!stderr.contains("listening"), "{stderr}");
+}
+
+#[test]
+fn a_file_that_is_not_a_component_stops_the_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let bogus = dir.path().join("bogus.wasm");
+    std::fs::write(&bogus, b"this is not wasm").unwrap();
+    let mut routes = demo_routes();
+    routes.push(("/bogus", bogus.clone()));
+    let (stderr, _) = start_failure(&config_text("", &routes));
+    assert!(stderr.contains("route `/bogus`"), "{stderr}");
+    assert!(stderr.contains(&bogus.display().to_string()), "{stderr}");
+}
+
+#[test]
+fn a_core_module_instead_of_a_proxy_component_stops_the_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = dir.path().join("module.wasm");
+    // The smallest valid core module: magic and version 1, not a component.
+    std::fs::write(&module, b"\0asm\x01\0\0\0").unwrap();
+    let mut routes = demo_routes();
+    routes.push(("/module", module));
+    let (stderr, _) = start_failure(&config_text("", &routes));
+    assert!(stderr.contains("route `/module`"), "{stderr}");
+}
