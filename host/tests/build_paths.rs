@@ -1,10 +1,8 @@
 //! The components built the other way, with cargo-component (wasm32-wasip1
 //! plus the preview1 adapter), serve exactly like the wasm32-wasip2 builds.
 
-mod common;
-
-use common::*;
 use hyper::StatusCode;
+use testkit::*;
 
 #[tokio::test]
 async fn components_built_by_cargo_component_serve_the_same() {

@@ -1,13 +1,11 @@
 //! The five demo endpoints through the real host, and what `/metrics` says
 //! about them.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::*;
 use hyper::{Method, StatusCode};
 use rand::Rng;
+use testkit::*;
 
 #[tokio::test]
 async fn each_endpoint_answers_its_status_and_body() {
@@ -105,7 +103,9 @@ async fn odd_paths_and_methods_leave_the_series_bounded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cpu_seconds_move_by_fractions() {
     let host = Host::demo();
-    let cpu = |scrape: &prometheus_parse::Scrape| value(scrape, "process_cpu_seconds_total", &[]);
+    let cpu = |scrape: &testkit::prometheus_parse::Scrape| {
+        value(scrape, "process_cpu_seconds_total", &[])
+    };
     let before = cpu(&scrape(&host).await);
     let answers = get_many(host.url("/error"), 500, 20).await;
     assert!(

@@ -1,12 +1,10 @@
 //! Guests and configurations that go wrong: the host answers, counts,
 //! explains, and keeps serving everything else.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
 use hyper::StatusCode;
+use testkit::*;
 
 fn fault_routes(faults: &[&'static str]) -> Vec<(&'static str, std::path::PathBuf)> {
     let mut routes = demo_routes();
@@ -110,7 +108,7 @@ async fn a_spinning_component_is_stopped_at_the_deadline_with_504() {
 }
 
 fn start_failure(config: &str) -> (String, String) {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = testkit::tempfile::tempdir().unwrap();
     let path = dir.path().join("webapp.toml");
     std::fs::write(&path, config).unwrap();
     let started = Instant::now();
@@ -156,7 +154,7 @@ fn a_missing_component_file_stops_the_host_naming_it_and_its_line() {
 
 #[test]
 fn a_file_that_is_not_a_component_stops_the_host() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = testkit::tempfile::tempdir().unwrap();
     let bogus = dir.path().join("bogus.wasm");
     std::fs::write(&bogus, b"this is not wasm").unwrap();
     let mut routes = demo_routes();
@@ -168,7 +166,7 @@ fn a_file_that_is_not_a_component_stops_the_host() {
 
 #[test]
 fn a_core_module_instead_of_a_proxy_component_stops_the_host() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = testkit::tempfile::tempdir().unwrap();
     let module = dir.path().join("module.wasm");
     // The smallest valid core module: magic and version 1, not a component.
     std::fs::write(&module, b"\0asm\x01\0\0\0").unwrap();

@@ -2,10 +2,8 @@
 //! per endpoint. Its own test binary, so no other test loads the machine
 //! while it measures.
 
-mod common;
-
-use common::*;
 use hyper::StatusCode;
+use testkit::*;
 
 /// Per endpoint: (path, status label, smallest bucket bound that must hold
 /// every request, expected mean latency in seconds).

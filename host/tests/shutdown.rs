@@ -1,11 +1,9 @@
 //! Stopping: SIGTERM lets requests in flight finish, refuses new ones, exits 0.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use hyper::StatusCode;
+use testkit::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_requests_in_flight_finish_then_exits_zero() {

@@ -1,8 +1,6 @@
-//! What every integration test needs: the real components built from
-//! source, the real host binary started on 127.0.0.1 with an ephemeral port,
-//! a plain HTTP client, and a parsed `/metrics`.
-
-#![allow(dead_code)] // each test binary uses its own part of this module
+//! What the integration tests of every crate need: the real components
+//! built from source, the real host binary started on 127.0.0.1 with an
+//! ephemeral port, a plain HTTP client, and a parsed `/metrics`.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -19,6 +17,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+pub use prometheus_parse;
+pub use tempfile;
+
 /// The five endpoints of the demo: path, component file stem, status, body.
 pub const ENDPOINTS: &[(&str, &str, u16, &str)] = &[
     ("/ep_one", "ep_one", 200, "1"),
@@ -27,6 +28,24 @@ pub const ENDPOINTS: &[(&str, &str, u16, &str)] = &[
     ("/ep_four", "ep_four", 200, "4"),
     ("/error", "ep_error", 500, "error"),
 ];
+
+/// A binary of this workspace, found beside the running test executable
+/// (`target/<profile>/deps/<test>` → `target/<profile>/<name>`).
+/// `cargo test --workspace` builds every binary before running any test.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("tests run from target/<profile>/deps")
+        .join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build it first (`cargo build -p {name}`; `cargo test --workspace` does)",
+        path.display()
+    );
+    path
+}
 
 pub fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
@@ -115,14 +134,23 @@ impl Host {
     /// Starts the host binary with `config` and extra `args`, on
     /// 127.0.0.1 with a port the OS picks, and waits until it listens.
     pub fn start(config: &str, args: &[&str]) -> Host {
+        Host::start_on("127.0.0.1:0", config, args)
+    }
+
+    /// Like [`Host::start`], on a given loopback address.
+    pub fn start_on(listen: &str, config: &str, args: &[&str]) -> Host {
+        assert!(
+            listen.starts_with("127.0.0.1:"),
+            "tests only serve on loopback"
+        );
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("webapp.toml");
         std::fs::write(&path, config).unwrap();
         let log = std::fs::File::create(dir.path().join("host.log")).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_host"))
+        let mut child = Command::new(workspace_binary("host"))
             .arg("--config")
             .arg(&path)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", listen])
             .args(args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -204,7 +232,7 @@ fn wait_for_listen_line(child: &mut Child, log: &Path) -> SocketAddr {
 
 /// Runs the host binary to completion (for start-up failures).
 pub fn run_host(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_host"))
+    Command::new(workspace_binary("host"))
         .args(args)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
