@@ -60,6 +60,15 @@ pub async fn run(
         .map(|p| format!("{}{p}", plan.target.base_path).parse())
         .collect::<Result<Vec<Uri>, _>>()
         .expect("paths were checked when parsed");
+    if let Some(duration) = plan.duration {
+        // The deadline ends the run like a signal does: workers then check
+        // one flag per request instead of reading the clock.
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(duration).await;
+            stop.cancel();
+        });
+    }
     let run = Arc::new(Run {
         deadline: plan.duration.map(|d| started + d),
         plan,
@@ -72,17 +81,51 @@ pub async fn run(
     match run.plan.rate {
         Some(rate) => open_loop(run, rate, started).await,
         None => {
-            let mut workers = JoinSet::new();
-            for id in 0..run.plan.workers {
-                workers.spawn(closed_worker(run.clone(), id as u64));
-            }
-            let mut stats = Stats::new(run.plan.mix.paths().len());
-            while let Some(worker) = workers.join_next().await {
-                stats.merge(&worker.expect("workers do not panic"));
-            }
+            let stats = tokio::task::spawn_blocking(move || closed_loop(run))
+                .await
+                .expect("the closed loop does not panic");
             (stats, started.elapsed())
         }
     }
+}
+
+/// One current-thread runtime per core, each driving its share of the
+/// workers: a worker and its connection's driver task then always wake each
+/// other on the same thread, which is what keeps a loopback benchmark within
+/// reach of wrk (a multi-thread runtime bounces them between cores).
+fn closed_loop(run: Arc<Run>) -> Stats {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = cores.min(run.plan.workers);
+    let handles: Vec<_> = (0..threads)
+        .map(|thread| {
+            let run = run.clone();
+            std::thread::Builder::new()
+                .name(format!("load-{thread}"))
+                .spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("a tokio runtime");
+                    runtime.block_on(async move {
+                        let mut workers = JoinSet::new();
+                        for id in (thread..run.plan.workers).step_by(threads) {
+                            workers.spawn(closed_worker(run.clone(), id as u64));
+                        }
+                        let mut stats = Stats::new(run.plan.mix.paths().len());
+                        while let Some(worker) = workers.join_next().await {
+                            stats.merge(&worker.expect("workers do not panic"));
+                        }
+                        stats
+                    })
+                })
+                .expect("spawning a load thread")
+        })
+        .collect();
+    let mut stats = Stats::new(run.plan.mix.paths().len());
+    for handle in handles {
+        stats.merge(&handle.join().expect("load threads do not panic"));
+    }
+    stats
 }
 
 struct Run {
@@ -100,7 +143,7 @@ struct Run {
 impl Run {
     /// Whether one more request may start; each `true` uses one of the budget.
     fn next_ticket(&self) -> bool {
-        if self.stop.is_cancelled() || self.deadline.is_some_and(|d| Instant::now() >= d) {
+        if self.stop.is_cancelled() {
             return false;
         }
         match self.plan.requests {
@@ -169,7 +212,10 @@ impl Run {
             .expect("a valid request");
         let response = sender.send_request(request).await.map_err(other)?;
         let status = response.status().as_u16();
-        response.into_body().collect().await.map_err(other)?;
+        let mut body = response.into_body();
+        while let Some(frame) = body.frame().await {
+            frame.map_err(other)?;
+        }
         Ok(status)
     }
 
@@ -177,6 +223,7 @@ impl Run {
     /// failure (timeouts mean a slow target, not a missing one: no backoff).
     fn record(
         &self,
+        slot: usize,
         stats: &mut Stats,
         path: usize,
         outcome: Outcome,
@@ -186,14 +233,14 @@ impl Run {
         match outcome {
             Ok(status) => {
                 stats.answered(path, status, latency);
-                self.progress.answered.fetch_add(1, Ordering::Relaxed);
+                self.progress.count(slot, true);
                 self.health.answered(&self.plan.target.url);
                 backoff.reset();
                 None
             }
             Err((kind, message)) => {
                 stats.failed(path, kind);
-                self.progress.failed.fetch_add(1, Ordering::Relaxed);
+                self.progress.count(slot, false);
                 if kind == ErrorKind::Timeout {
                     return None;
                 }
@@ -214,8 +261,14 @@ async fn closed_worker(run: Arc<Run>, id: u64) -> Stats {
         let started = Instant::now();
         let outcome = run.exchange(&mut connection, path).await;
         let latency = started.elapsed();
-        if let Some(delay) = run.record(&mut stats, path, outcome, latency, &mut backoff)
-            && !run.wait_until(Instant::now() + delay).await
+        if let Some(delay) = run.record(
+            id as usize,
+            &mut stats,
+            path,
+            outcome,
+            latency,
+            &mut backoff,
+        ) && !run.wait_until(Instant::now() + delay).await
         {
             break;
         }
@@ -241,7 +294,7 @@ async fn open_loop(run: Arc<Run>, rate: f64, started: Instant) -> (Stats, Durati
         scheduled += 1;
         while let Some(done) = in_flight.try_join_next() {
             let (path, outcome, latency) = done.expect("request tasks do not panic");
-            run.record(&mut stats, path, outcome, latency, &mut ignored);
+            run.record(0, &mut stats, path, outcome, latency, &mut ignored);
         }
         if run.health.is_down() {
             // Do not fire the schedule at a dead target: one probe per
@@ -261,7 +314,7 @@ async fn open_loop(run: Arc<Run>, rate: f64, started: Instant) -> (Stats, Durati
                 .await
                 .expect("not empty")
                 .expect("request tasks do not panic");
-            run.record(&mut stats, path, outcome, latency, &mut ignored);
+            run.record(0, &mut stats, path, outcome, latency, &mut ignored);
         }
         let path = run.plan.mix.pick(&mut rng);
         let (run, idle) = (run.clone(), idle.clone());
@@ -280,7 +333,7 @@ async fn open_loop(run: Arc<Run>, rate: f64, started: Instant) -> (Stats, Durati
         .map_or(started.elapsed(), |d| d.min(Instant::now()) - started);
     while let Some(done) = in_flight.join_next().await {
         let (path, outcome, latency) = done.expect("request tasks do not panic");
-        run.record(&mut stats, path, outcome, latency, &mut ignored);
+        run.record(0, &mut stats, path, outcome, latency, &mut ignored);
     }
     (stats, sending)
 }

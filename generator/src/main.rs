@@ -41,7 +41,7 @@ async fn main() -> ExitCode {
 
     let stop = CancellationToken::new();
     tokio::spawn(stop_on_signal(stop.clone()));
-    let progress = Arc::new(stats::Progress::default());
+    let progress = Arc::new(stats::Progress::new(plan.workers));
     let interactive = std::io::stdout().is_terminal() && !args.json;
     let reporter = report::Reporter::start(progress.clone(), interactive, args.report_every);
     tracing::info!("sending traffic to {target}");

@@ -191,19 +191,46 @@ impl PathSummary {
     }
 }
 
-/// Live counters for the progress line, shared by all workers.
-#[derive(Debug, Default)]
+/// Live counters for the progress line. Each worker writes its own slot,
+/// padded to a cache line, so workers on different cores never contend;
+/// the reporter sums them.
+#[derive(Debug)]
 pub struct Progress {
-    pub answered: AtomicU64,
-    pub failed: AtomicU64,
+    slots: Vec<Slot>,
+}
+
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Slot {
+    answered: AtomicU64,
+    failed: AtomicU64,
 }
 
 impl Progress {
+    pub fn new(slots: usize) -> Self {
+        Self {
+            slots: (0..slots.max(1)).map(|_| Slot::default()).collect(),
+        }
+    }
+
+    pub fn count(&self, slot: usize, answered: bool) {
+        let slot = &self.slots[slot % self.slots.len()];
+        let counter = if answered {
+            &slot.answered
+        } else {
+            &slot.failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// (answered, failed) over all slots.
     pub fn snapshot(&self) -> (u64, u64) {
-        (
-            self.answered.load(Ordering::Relaxed),
-            self.failed.load(Ordering::Relaxed),
-        )
+        self.slots.iter().fold((0, 0), |(a, f), slot| {
+            (
+                a + slot.answered.load(Ordering::Relaxed),
+                f + slot.failed.load(Ordering::Relaxed),
+            )
+        })
     }
 }
 
@@ -241,6 +268,15 @@ mod tests {
         );
         assert_eq!(s.total.requests, 104);
         assert_eq!(s.total.rate, 52.0);
+    }
+
+    #[test]
+    fn progress_sums_every_slot() {
+        let p = Progress::new(3);
+        p.count(0, true);
+        p.count(2, true);
+        p.count(5, false);
+        assert_eq!(p.snapshot(), (2, 1));
     }
 
     #[test]

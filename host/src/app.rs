@@ -1,12 +1,14 @@
 //! The application: the loaded routes and what happens to one request.
 //!
-//! `/metrics` is answered by the host and not counted. Every other request
+//! `/metrics`, `/healthz` (alive) and `/readyz` (ready for traffic; 503
+//! once stopping) are answered by the host and not counted. Every other request
 //! is matched against the route table, handed to its component (or answered
 //! 404), and counted once its response body is complete, so a guest that
 //! streams slowly is timed for all of it.
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -35,6 +37,8 @@ pub struct App {
     endpoints: Vec<Endpoint>,
     metrics: Arc<Metrics>,
     request_timeout: Duration,
+    /// Set when a stop signal arrives: `/readyz` turns 503.
+    stopping: AtomicBool,
 }
 
 struct Endpoint {
@@ -74,13 +78,27 @@ impl App {
             endpoints,
             metrics,
             request_timeout: config.request_timeout,
+            stopping: AtomicBool::new(false),
         })
+    }
+
+    /// Marks the app as stopping: load balancers see it not ready.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
     }
 
     pub async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
         let path = request.uri().path();
-        if path == "/metrics" {
-            return text(StatusCode::OK, metrics::CONTENT_TYPE, self.metrics.render());
+        match path {
+            "/metrics" => {
+                return text(StatusCode::OK, metrics::CONTENT_TYPE, self.metrics.render());
+            }
+            "/healthz" => return text(StatusCode::OK, "text/plain", "ok\n"),
+            "/readyz" if self.stopping.load(Ordering::Relaxed) => {
+                return text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "stopping\n");
+            }
+            "/readyz" => return text(StatusCode::OK, "text/plain", "ready\n"),
+            _ => {}
         }
         let record = RequestRecord::start(self.metrics.clone(), method_label(request.method()));
         let Some(index) = self.routes.lookup(path) else {

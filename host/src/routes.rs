@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 /// Paths the host answers itself; a route may not claim them.
-pub const RESERVED_PATHS: &[&str] = &["/metrics"];
+pub const RESERVED_PATHS: &[&str] = &["/metrics", "/healthz", "/readyz"];
 
 /// Maps request paths to route indices (positions in the configured order).
 #[derive(Debug, Default)]

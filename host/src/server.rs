@@ -55,6 +55,7 @@ pub async fn serve(
             () = &mut shutdown => break,
         }
     }
+    app.stop();
     drop(listener);
     tracing::info!("stopping: no new connections; waiting up to {grace:?} for requests in flight");
     tokio::select! {

@@ -129,3 +129,24 @@ fn series_count(text: &str) -> usize {
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .count()
 }
+
+#[tokio::test]
+async fn health_endpoints_answer_and_are_not_counted() {
+    let host = Host::demo();
+    let client = client();
+    assert_eq!(
+        get(&client, &host.url("/healthz")).await,
+        (StatusCode::OK, "ok\n".into())
+    );
+    assert_eq!(
+        get(&client, &host.url("/readyz")).await,
+        (StatusCode::OK, "ready\n".into())
+    );
+    let scrape = scrape(&host).await;
+    assert_eq!(value(&scrape, "webapp_http_request_total", &[]), 0.0);
+    assert!(
+        samples(&scrape, "webapp_http_request_duration_seconds", &[])
+            .next()
+            .is_none()
+    );
+}

@@ -47,6 +47,30 @@ pub fn workspace_binary(name: &str) -> PathBuf {
     path
 }
 
+/// Whether a missing optional tool fails the test instead of skipping it.
+/// CI sets REQUIRE_TOOLS after installing them all (see `.ci/run`).
+pub fn tools_required() -> bool {
+    std::env::var_os("REQUIRE_TOOLS").is_some()
+}
+
+/// The path of `name` on PATH; `None` (with a note) when it is absent and
+/// tools are not required.
+pub fn tool(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            !tools_required(),
+            "{name} is required (REQUIRE_TOOLS) but not installed"
+        );
+        eprintln!("{name} not installed: skipping its check");
+    }
+    found
+}
+
 pub fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
 }
@@ -75,8 +99,8 @@ pub fn components() -> &'static Path {
 }
 
 /// Builds the guest workspace with cargo-component instead (wasm32-wasip1
-/// plus the preview1 adapter), if it is installed; CI sets
-/// REQUIRE_CARGO_COMPONENT so its absence fails rather than skips.
+/// plus the preview1 adapter), if it is installed; with REQUIRE_TOOLS its
+/// absence fails rather than skips.
 pub fn components_via_cargo_component() -> Option<PathBuf> {
     let manifest = repo_root().join("components/Cargo.toml");
     let status = Command::new(env!("CARGO"))
@@ -89,10 +113,7 @@ pub fn components_via_cargo_component() -> Option<PathBuf> {
             Some(repo_root().join("components/target/wasm32-wasip1/release"))
         }
         other => {
-            assert!(
-                std::env::var_os("REQUIRE_CARGO_COMPONENT").is_none(),
-                "cargo component build failed: {other:?}"
-            );
+            assert!(!tools_required(), "cargo component build failed: {other:?}");
             eprintln!("cargo-component unavailable ({other:?}): skipping");
             None
         }

@@ -28,7 +28,10 @@ struct Args {
 async fn main() -> std::io::Result<()> {
     let args = Args::parse();
     let listener = TcpListener::bind(args.listen).await?;
-    println!("native hello listening on http://{}", listener.local_addr()?);
+    println!(
+        "native hello listening on http://{}",
+        listener.local_addr()?
+    );
     loop {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);

@@ -1,0 +1,296 @@
+//! Offline checks of everything users deploy: the Kubernetes manifests
+//! against the API's schemas, the dashboard against Grafana's own types, the
+//! Prometheus configs and every panel query through promtool.
+//!
+//! The external checkers (kubernetes-validate from PyPI, promtool from
+//! Debian's prometheus, @grafana/schema + ajv from npm in `e2e/`) are skipped
+//! when absent, unless REQUIRE_TOOLS is set: `.ci/run` installs them and sets it.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+use testkit::{repo_root, tempfile, tool};
+
+fn dashboard() -> Value {
+    let text = std::fs::read_to_string(repo_root().join("grafana/dashboards/webapp.json")).unwrap();
+    serde_json::from_str(&text).expect("the dashboard is JSON")
+}
+
+fn run(command: &mut Command) {
+    let out = command.output().expect("running a checker");
+    assert!(
+        out.status.success(),
+        "{command:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn manifests() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo_root().join("k8s"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn k8s_holds_only_manifests_kubectl_applies_in_order() {
+    let files = manifests();
+    for file in &files {
+        assert_eq!(
+            file.extension().and_then(|e| e.to_str()),
+            Some("yaml"),
+            "stray file {file:?}"
+        );
+    }
+    // `kubectl apply -f k8s/` goes alphabetically: the namespace comes first.
+    assert!(files[0].ends_with("00-namespace.yaml"), "{files:?}");
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        for doc in text.split("\n---\n") {
+            let doc: serde_norway::Value = serde_norway::from_str(doc).unwrap();
+            let kind = doc["kind"].as_str().unwrap();
+            if kind != "Namespace" {
+                assert_eq!(
+                    doc["metadata"]["namespace"].as_str(),
+                    Some("monitoring"),
+                    "{file:?} {kind}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn k8s_manifests_validate_strictly() {
+    let Some(validate) = tool("kubernetes-validate") else {
+        return;
+    };
+    run(Command::new(validate)
+        .args(["--strict", "-k", "1.30.0"])
+        .args(manifests()));
+}
+
+#[test]
+fn workloads_are_hardened_and_probed() {
+    for name in [
+        "webapp.yaml",
+        "generator.yaml",
+        "prometheus.yaml",
+        "grafana.yaml",
+    ] {
+        let text = std::fs::read_to_string(repo_root().join("k8s").join(name)).unwrap();
+        for doc in text.split("\n---\n") {
+            let doc: serde_norway::Value = serde_norway::from_str(doc).unwrap();
+            if doc["kind"].as_str() != Some("Deployment") {
+                continue;
+            }
+            let pod = &doc["spec"]["template"]["spec"];
+            assert_eq!(
+                pod["securityContext"]["runAsNonRoot"].as_bool(),
+                Some(true),
+                "{name}"
+            );
+            for container in pod["containers"].as_sequence().unwrap() {
+                let security = &container["securityContext"];
+                assert_eq!(
+                    security["readOnlyRootFilesystem"].as_bool(),
+                    Some(true),
+                    "{name}"
+                );
+                assert_eq!(
+                    security["allowPrivilegeEscalation"].as_bool(),
+                    Some(false),
+                    "{name}"
+                );
+                assert!(container["resources"]["requests"].is_mapping(), "{name}");
+                assert!(container["resources"]["limits"].is_mapping(), "{name}");
+                if name != "generator.yaml" {
+                    assert!(container["readinessProbe"].is_mapping(), "{name}");
+                    assert!(container["livenessProbe"].is_mapping(), "{name}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn dashboard_validates_against_grafanas_own_types() {
+    let node_bin = repo_root().join("e2e/node_modules/.bin");
+    let generator = node_bin.join("ts-json-schema-generator");
+    if !generator.exists() {
+        assert!(
+            std::env::var_os("REQUIRE_TOOLS").is_none(),
+            "npm tools missing: run `npm ci --prefix e2e`"
+        );
+        eprintln!("npm tools missing (npm ci --prefix e2e): skipping");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let schema = dir.path().join("dashboard.schema.json");
+    let types = repo_root()
+        .join("e2e/node_modules/@grafana/schema/dist/types/raw/dashboard/x/types.gen.d.ts");
+    run(Command::new(generator)
+        .arg("--path")
+        .arg(types)
+        .args(["--type", "Dashboard", "--no-type-check", "-o"])
+        .arg(&schema));
+    run(Command::new(node_bin.join("ajv"))
+        .args([
+            "validate",
+            "--spec=draft7",
+            "--strict=false",
+            "--all-errors",
+            "-s",
+        ])
+        .arg(&schema)
+        .arg("-d")
+        .arg(repo_root().join("grafana/dashboards/webapp.json")));
+}
+
+#[test]
+fn dashboard_has_the_original_eight_panels_and_the_wasm_ones() {
+    let dashboard = dashboard();
+    assert_eq!(dashboard["uid"], "webapp-wasm-host");
+    let panels = dashboard["panels"].as_array().unwrap();
+    let titles: Vec<&str> = panels
+        .iter()
+        .map(|p| p["title"].as_str().unwrap())
+        .collect();
+    for title in [
+        "Requests per second",
+        "Errors per second",
+        "Total requests",
+        "Average response time",
+        "Requests under 250 ms",
+        "Request duration p50",
+        "Memory usage",
+        "CPU usage",
+        "Instantiation time p99",
+        "Guest failures",
+        "In-flight requests",
+    ] {
+        assert!(titles.contains(&title), "no panel {title:?} in {titles:?}");
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    for panel in panels {
+        let title = panel["title"].as_str().unwrap();
+        assert!(
+            ids.insert(panel["id"].as_u64().unwrap()),
+            "duplicate id at {title}"
+        );
+        assert!(
+            !panel["description"].as_str().unwrap_or_default().is_empty(),
+            "{title}"
+        );
+        assert!(
+            panel["fieldConfig"]["defaults"]["unit"].is_string(),
+            "{title} has no unit"
+        );
+        assert_eq!(panel["datasource"]["uid"], "prometheus", "{title}");
+        let target = &panel["targets"][0];
+        assert!(
+            target["expr"].as_str().unwrap().contains("webapp")
+                || title.contains("Memory")
+                || title.contains("CPU")
+        );
+        assert!(
+            !target["legendFormat"]
+                .as_str()
+                .unwrap_or_default()
+                .is_empty(),
+            "{title}"
+        );
+    }
+    // Per-path panels aggregate across replicas by path.
+    for panel in panels
+        .iter()
+        .filter(|p| p["targets"][0]["legendFormat"] == "{{path}}")
+    {
+        let expr = panel["targets"][0]["expr"].as_str().unwrap();
+        assert!(
+            expr.contains("by (path)") || expr.contains("by (le, path)"),
+            "{expr}"
+        );
+    }
+}
+
+/// A command on PATH, or `None` (and a skip) when it is absent and not required.
+fn promtool() -> Option<PathBuf> {
+    tool("promtool")
+}
+
+#[test]
+fn prometheus_configs_pass_promtool() {
+    let Some(promtool) = promtool() else { return };
+    run(Command::new(&promtool)
+        .args(["check", "config"])
+        .arg(repo_root().join("prometheus/prometheus.yml")));
+
+    // Debian's promtool is built without Kubernetes discovery: check the
+    // discovery block's shape here, and everything else with promtool after
+    // swapping discovery for a static target.
+    let text = std::fs::read_to_string(repo_root().join("prometheus/kubernetes.yml")).unwrap();
+    let mut config: serde_norway::Value = serde_norway::from_str(&text).unwrap();
+    let job = config["scrape_configs"]
+        .as_sequence_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|j| j["job_name"] == "webapp")
+        .expect("a webapp job");
+    let sd = &job["kubernetes_sd_configs"][0];
+    assert_eq!(sd["role"].as_str(), Some("pod"), "each pod is a target");
+    assert_eq!(sd["namespaces"]["names"][0].as_str(), Some("monitoring"));
+    let keeps: Vec<_> = job["relabel_configs"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "keep")
+        .map(|r| {
+            (
+                r["source_labels"][0].as_str().unwrap(),
+                r["regex"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        keeps.contains(&("__meta_kubernetes_pod_label_app", "webapp")),
+        "{keeps:?}"
+    );
+    let mapping = job.as_mapping_mut().unwrap();
+    mapping.remove("kubernetes_sd_configs");
+    mapping.insert(
+        "static_configs".into(),
+        serde_norway::from_str("[{targets: ['webapp:5000']}]").unwrap(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let swapped = dir.path().join("kubernetes-static.yml");
+    std::fs::write(&swapped, serde_norway::to_string(&config).unwrap()).unwrap();
+    run(Command::new(&promtool)
+        .args(["check", "config"])
+        .arg(&swapped));
+}
+
+#[test]
+fn every_panel_query_parses_in_promtool() {
+    let Some(promtool) = promtool() else { return };
+    let mut rules = String::from("groups:\n  - name: dashboard_panels\n    rules:\n");
+    for panel in dashboard()["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            rules.push_str(&format!(
+                "      - record: panel_{}_{}\n        expr: {}\n",
+                panel["id"],
+                target["refId"].as_str().unwrap(),
+                serde_json::to_string(expr).unwrap()
+            ));
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("panels.rules.yml");
+    std::fs::write(&file, rules).unwrap();
+    run(Command::new(promtool).args(["check", "rules"]).arg(&file));
+}
