@@ -2,6 +2,7 @@
 //! and `prometheus/` (see `e2e/src/lib.rs`).
 
 use e2e::{GENERATED, render};
+use serde::Deserialize;
 use testkit::repo_root;
 
 #[test]
@@ -27,10 +28,7 @@ fn generated_manifests_match_their_sources() {
 fn generated_config_maps_parse_back_to_their_sources() {
     for generated in GENERATED {
         let text = render(repo_root(), generated).unwrap();
-        let documents: Vec<serde_norway::Value> = text
-            .split("\n---\n")
-            .map(|doc| serde_norway::from_str(doc).unwrap())
-            .collect();
+        let documents = yaml_documents(&text);
         assert_eq!(documents.len(), generated.config_maps.len());
         for (doc, (name, files)) in documents.iter().zip(generated.config_maps) {
             assert_eq!(doc["metadata"]["name"].as_str(), Some(*name));
@@ -44,4 +42,10 @@ fn generated_config_maps_parse_back_to_their_sources() {
             }
         }
     }
+}
+
+fn yaml_documents(text: &str) -> Vec<serde_norway::Value> {
+    serde_norway::Deserializer::from_str(text)
+        .map(|doc| serde_norway::Value::deserialize(doc).unwrap())
+        .collect()
 }

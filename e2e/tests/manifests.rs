@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use serde::Deserialize;
 use serde_json::Value;
 use testkit::{repo_root, tempfile, tool};
 
@@ -50,8 +51,7 @@ fn k8s_holds_only_manifests_kubectl_applies_in_order() {
     assert!(files[0].ends_with("00-namespace.yaml"), "{files:?}");
     for file in &files {
         let text = std::fs::read_to_string(file).unwrap();
-        for doc in text.split("\n---\n") {
-            let doc: serde_norway::Value = serde_norway::from_str(doc).unwrap();
+        for doc in yaml_documents(&text) {
             let kind = doc["kind"].as_str().unwrap();
             if kind != "Namespace" {
                 assert_eq!(
@@ -83,8 +83,7 @@ fn workloads_are_hardened_and_probed() {
         "grafana.yaml",
     ] {
         let text = std::fs::read_to_string(repo_root().join("k8s").join(name)).unwrap();
-        for doc in text.split("\n---\n") {
-            let doc: serde_norway::Value = serde_norway::from_str(doc).unwrap();
+        for doc in yaml_documents(&text) {
             if doc["kind"].as_str() != Some("Deployment") {
                 continue;
             }
@@ -293,4 +292,10 @@ fn every_panel_query_parses_in_promtool() {
     let file = dir.path().join("panels.rules.yml");
     std::fs::write(&file, rules).unwrap();
     run(Command::new(promtool).args(["check", "rules"]).arg(&file));
+}
+
+fn yaml_documents(text: &str) -> Vec<serde_norway::Value> {
+    serde_norway::Deserializer::from_str(text)
+        .map(|doc| serde_norway::Value::deserialize(doc).unwrap())
+        .collect()
 }

@@ -1,0 +1,247 @@
+//! End to end: the real host and generator, scraped by a real Prometheus
+//! (Debian's package) on 127.0.0.1, and every panel query of the dashboard
+//! run through Prometheus's HTTP API with its window shortened, checked for
+//! the series and values the demo's behaviour implies.
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use testkit::*;
+
+const DEMO_PATHS: [&str; 4] = ["/ep_one", "/ep_two", "/ep_three", "/ep_four"];
+
+/// A child process killed when dropped.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// An instant query: each series' labels and value.
+async fn query(
+    client: &HttpClient,
+    base: &str,
+    expr: &str,
+) -> Vec<(BTreeMap<String, String>, f64)> {
+    let encoded: String = form_urlencoded::byte_serialize(expr.as_bytes()).collect();
+    let (status, body) = get(client, &format!("{base}/api/v1/query?query={encoded}")).await;
+    assert!(status.is_success(), "{expr}: {status} {body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    answer["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|series| {
+            let labels = serde_json::from_value(series["metric"].clone()).unwrap();
+            let value = series["value"][1].as_str().unwrap().parse().unwrap();
+            (labels, value)
+        })
+        .collect()
+}
+
+/// Values by one label, asserting exactly the `expected` label values appear.
+fn by_label(
+    series: &[(BTreeMap<String, String>, f64)],
+    label: &str,
+    expected: &[&str],
+    title: &str,
+) -> BTreeMap<String, f64> {
+    let values: BTreeMap<String, f64> = series
+        .iter()
+        .map(|(labels, v)| (labels.get(label).cloned().unwrap_or_default(), *v))
+        .collect();
+    let keys: Vec<&str> = values.keys().map(String::as_str).collect();
+    let mut want = expected.to_vec();
+    want.sort();
+    assert_eq!(keys, want, "{title}: series by {label}");
+    values
+}
+
+fn near(title: &str, got: f64, want: f64, tolerance: f64) {
+    assert!(
+        (got - want).abs() <= tolerance,
+        "{title}: {got} is not within {tolerance} of {want}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_panel_query_returns_what_the_demo_implies() {
+    let Some(prometheus) = tool("prometheus") else {
+        return;
+    };
+    let mut routes = demo_routes();
+    routes.push(("/fault/trap", component("faults")));
+    let host = Host::start(&config_text("", &routes), &[]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: webapp\n    static_configs:\n      - targets: ['{}']\n",
+            host.addr
+        ),
+    )
+    .unwrap();
+    let prom_addr = format!("127.0.0.1:{}", free_port());
+    let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
+    let _prometheus = Running(
+        Command::new(prometheus)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address={prom_addr}"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting prometheus"),
+    );
+    let base = format!("http://{prom_addr}");
+    let client = client();
+    let started = Instant::now();
+    while get_status(&client, &format!("{base}/-/ready")).await != Some(200) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "prometheus did not become ready"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let _generator = Running(
+        Command::new(workspace_binary("generator"))
+            .args([
+                "--target",
+                &host.url(""),
+                "--workers",
+                "16",
+                "--duration",
+                "120s",
+            ])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // A trickle of trapping requests, so the guest-failure panel has a series.
+    for _ in 0..40 {
+        assert_eq!(get(&client, &host.url("/fault/trap")).await.0, 500);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+
+    let all_rate = query(
+        &client,
+        &base,
+        "sum(rate(webapp_http_request_duration_seconds_count[30s]))",
+    )
+    .await;
+    let all_rate = all_rate[0].1;
+    assert!(all_rate > 20.0, "traffic is flowing: {all_rate} req/s");
+
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("grafana/dashboards/webapp.json")).unwrap(),
+    )
+    .unwrap();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        let title = panel["title"].as_str().unwrap();
+        let expr = panel["targets"][0]["expr"].as_str().unwrap();
+        // 2 m and 1 m windows shortened so 40 s of traffic fill them.
+        let expr = expr.replace("[2m]", "[30s]").replace("[1m]", "[30s]");
+        let series = query(&client, &base, &expr).await;
+        match title {
+            "Requests per second" => {
+                for (path, rate) in by_label(&series, "path", &DEMO_PATHS, title) {
+                    near(
+                        &format!("{title} {path}"),
+                        rate,
+                        all_rate / 5.0,
+                        all_rate / 10.0,
+                    );
+                }
+            }
+            "Errors per second" => {
+                assert_eq!(series.len(), 1, "{title}");
+                near(title, series[0].1 / all_rate, 0.2, 0.08);
+            }
+            "Total requests" => {
+                let by_status = by_label(&series, "status", &["200", "500"], title);
+                near(
+                    title,
+                    by_status["500"] / (by_status["200"] + by_status["500"]),
+                    0.2,
+                    0.08,
+                );
+            }
+            "Average response time" | "Request duration p50" => {
+                let values = by_label(&series, "path", &DEMO_PATHS, title);
+                for (path, want) in DEMO_PATHS.iter().zip([0.1, 0.2, 0.3, 0.4]) {
+                    near(&format!("{title} {path}"), values[*path], want, 0.06);
+                }
+            }
+            "Requests under 250 ms" => {
+                let values = by_label(&series, "path", &DEMO_PATHS, title);
+                for (path, want) in DEMO_PATHS.iter().zip([1.0, 0.625, 0.4167, 0.3125]) {
+                    near(&format!("{title} {path}"), values[*path], want, 0.1);
+                }
+            }
+            "Memory usage" => {
+                assert_eq!(series.len(), 1, "{title}");
+                assert!(series[0].1 > 1e6, "{title}: {}", series[0].1);
+            }
+            "CPU usage" => {
+                assert_eq!(series.len(), 1, "{title}");
+                assert!(
+                    series[0].1 > 0.0 && series[0].1 < 2.0,
+                    "{title}: {}",
+                    series[0].1
+                );
+            }
+            "Instantiation time p99" => {
+                let mut paths = DEMO_PATHS.to_vec();
+                paths.extend(["/error", "/fault/trap"]);
+                for (path, p99) in by_label(&series, "path", &paths, title) {
+                    assert!(p99 > 0.0 && p99 < 0.1, "{title} {path}: {p99}");
+                }
+            }
+            "Guest failures" => {
+                let (labels, rate) = &series
+                    .first()
+                    .unwrap_or_else(|| panic!("{title}: no series"));
+                assert_eq!(labels.get("path").map(String::as_str), Some("/fault/trap"));
+                assert_eq!(labels.get("kind").map(String::as_str), Some("trap"));
+                near(title, *rate, 1.0, 0.5);
+            }
+            "In-flight requests" => {
+                assert_eq!(series.len(), 1, "{title}");
+                assert!(
+                    (0.0..=17.0).contains(&series[0].1),
+                    "{title}: {}",
+                    series[0].1
+                );
+            }
+            other => panic!("panel {other:?} has no end-to-end check: add one"),
+        }
+    }
+}
+
+async fn get_status(client: &HttpClient, url: &str) -> Option<u16> {
+    let request = hyper::Request::get(url)
+        .body(http_body_util::Empty::new())
+        .ok()?;
+    let response = client.request(request).await.ok()?;
+    Some(response.status().as_u16())
+}
