@@ -1,7 +1,6 @@
 //! The components built the other way, with cargo-component (wasm32-wasip1
 //! plus the preview1 adapter), serve exactly like the wasm32-wasip2 builds.
 
-use hyper::StatusCode;
 use testkit::*;
 
 #[tokio::test]
@@ -14,13 +13,5 @@ async fn components_built_by_cargo_component_serve_the_same() {
         .map(|(path, stem, _, _)| (*path, dir.join(format!("{stem}.wasm"))))
         .collect();
     let host = Host::start(&config_text("", &routes), &[]);
-    let client = client();
-    for (path, _, status, body) in ENDPOINTS {
-        let answer = get(&client, &host.url(path)).await;
-        assert_eq!(
-            answer,
-            (StatusCode::from_u16(*status).unwrap(), body.to_string()),
-            "{path}"
-        );
-    }
+    assert_demo_endpoints_answer(&host).await;
 }

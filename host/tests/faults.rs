@@ -40,13 +40,7 @@ async fn a_trapping_component_gets_500_while_the_others_answer() {
         assert_eq!(answer, (StatusCode::OK, "1".to_string()));
     }
     // The host is still whole: every route answers after the faults.
-    let client = client();
-    for (path, _, status, body) in ENDPOINTS {
-        assert_eq!(
-            get(&client, &host.url(path)).await,
-            (StatusCode::from_u16(*status).unwrap(), body.to_string())
-        );
-    }
+    assert_demo_endpoints_answer(&host).await;
 
     let scrape = scrape(&host).await;
     let failures = |path, kind| {
@@ -152,26 +146,29 @@ fn a_missing_component_file_stops_the_host_naming_it_and_its_line() {
     assert!(!stderr.contains("listening"), "{stderr}");
 }
 
+/// Starts the demo plus a route to a file holding `bytes`; returns stderr
+/// and the file's path.
+fn start_with_bad_component(route: &str, bytes: &[u8]) -> (String, String) {
+    let dir = testkit::tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.wasm");
+    std::fs::write(&file, bytes).unwrap();
+    let mut routes = demo_routes();
+    routes.push((route, file.clone()));
+    let (stderr, _) = start_failure(&config_text("", &routes));
+    (stderr, file.display().to_string())
+}
+
 #[test]
 fn a_file_that_is_not_a_component_stops_the_host() {
-    let dir = testkit::tempfile::tempdir().unwrap();
-    let bogus = dir.path().join("bogus.wasm");
-    std::fs::write(&bogus, b"this is not wasm").unwrap();
-    let mut routes = demo_routes();
-    routes.push(("/bogus", bogus.clone()));
-    let (stderr, _) = start_failure(&config_text("", &routes));
+    let (stderr, file) = start_with_bad_component("/bogus", b"this is not wasm");
     assert!(stderr.contains("route `/bogus`"), "{stderr}");
-    assert!(stderr.contains(&bogus.display().to_string()), "{stderr}");
+    assert!(stderr.contains(&file), "{stderr}");
 }
 
 #[test]
 fn a_core_module_instead_of_a_proxy_component_stops_the_host() {
-    let dir = testkit::tempfile::tempdir().unwrap();
-    let module = dir.path().join("module.wasm");
     // The smallest valid core module: magic and version 1, not a component.
-    std::fs::write(&module, b"\0asm\x01\0\0\0").unwrap();
-    let mut routes = demo_routes();
-    routes.push(("/module", module));
-    let (stderr, _) = start_failure(&config_text("", &routes));
+    let (stderr, file) = start_with_bad_component("/module", b"\0asm\x01\0\0\0");
     assert!(stderr.contains("route `/module`"), "{stderr}");
+    assert!(stderr.contains(&file), "{stderr}");
 }

@@ -289,6 +289,16 @@ pub async fn get(client: &HttpClient, url: &str) -> (StatusCode, String) {
     send(client, Method::GET, url).await
 }
 
+/// Asserts every demo endpoint of `host` answers its status and body.
+pub async fn assert_demo_endpoints_answer(host: &Host) {
+    let client = client();
+    for (path, _, status, body) in ENDPOINTS {
+        let answer = get(&client, &host.url(path)).await;
+        let expected = (StatusCode::from_u16(*status).unwrap(), body.to_string());
+        assert_eq!(answer, expected, "{path}");
+    }
+}
+
 /// Sends `n` GETs to `url`, at most `concurrency` at a time, and returns
 /// every (status, body).
 pub async fn get_many(url: String, n: usize, concurrency: usize) -> Vec<(StatusCode, String)> {
