@@ -9,20 +9,22 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::header::CONTENT_TYPE;
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Request, Response, StatusCode};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::{Result, format_err};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use crate::config::Config;
+use crate::body::LimitedBody;
+use crate::config::{Config, GuestLimits};
 use crate::engine::WasmEngine;
-use crate::guest;
+use crate::guest::{self, GuestFailure};
 use crate::labels::{UNMATCHED_PATH, method_label};
 use crate::metrics::{self, Metrics};
 use crate::routes::RouteTable;
@@ -36,7 +38,9 @@ pub struct App {
     /// Indexed like the route table.
     endpoints: Vec<Endpoint>,
     metrics: Arc<Metrics>,
-    request_timeout: Duration,
+    /// Requests inside components at once: past the cap, 503.
+    in_flight: Arc<Semaphore>,
+    max_body_bytes: u64,
     /// Set when a stop signal arrives: `/readyz` turns 503.
     stopping: AtomicBool,
 }
@@ -45,6 +49,7 @@ struct Endpoint {
     /// The route path, also its `path` label.
     path: Arc<str>,
     component: ProxyPre<RequestState>,
+    limits: GuestLimits,
 }
 
 impl App {
@@ -71,15 +76,21 @@ impl App {
             endpoints.push(Endpoint {
                 path: route.path.as_str().into(),
                 component,
+                limits: route.limits,
             });
         }
         Ok(Self {
             routes: RouteTable::new(config.routes.iter().map(|r| r.path.as_str())),
             endpoints,
             metrics,
-            request_timeout: config.request_timeout,
+            in_flight: Arc::new(Semaphore::new(config.http.max_in_flight)),
+            max_body_bytes: config.http.max_body_bytes,
             stopping: AtomicBool::new(false),
         })
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Marks the app as stopping: load balancers see it not ready.
@@ -106,21 +117,43 @@ impl App {
             return record.finish(UNMATCHED_PATH.into(), response);
         };
         let endpoint = &self.endpoints[index];
-        let invocation = guest::invoke(&endpoint.component, request, self.request_timeout).await;
+        let announced = request
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if announced.is_some_and(|len| len > self.max_body_bytes) {
+            return record.finish(endpoint.path.clone(), too_large(self.max_body_bytes));
+        }
+        let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
+            let mut response = text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                "server busy, retry\n",
+            );
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, "1".parse().expect("static header"));
+            return record.finish(endpoint.path.clone(), response);
+        };
+        let record = record.holding(permit);
+
+        // A body cut off at the limit makes the guest fail: that is the
+        // client's doing (413), not a guest failure.
+        let body_exceeded = Arc::new(AtomicBool::new(false));
+        let request =
+            request.map(|body| LimitedBody::new(body, self.max_body_bytes, body_exceeded.clone()));
+        let report =
+            self.failure_report(endpoint.path.clone(), record.method, body_exceeded.clone());
+        let invocation =
+            guest::invoke(&endpoint.component, request, &endpoint.limits, report).await;
         if let Some(elapsed) = invocation.instantiation {
             self.metrics.observe_instantiation(&endpoint.path, elapsed);
         }
         let response = match invocation.result {
-            Ok(response) => response,
+            Ok(response) => response.map(|body| body.boxed_unsync()),
+            Err(_) if body_exceeded.load(Ordering::Relaxed) => too_large(self.max_body_bytes),
             Err(failure) => {
-                tracing::warn!(route = %endpoint.path, kind = failure.kind(), "component failed: {failure}");
                 let status = failure.status();
-                self.metrics.observe_guest_failure(
-                    record.method,
-                    &endpoint.path,
-                    failure.kind(),
-                    status,
-                );
                 text(
                     status,
                     "text/plain",
@@ -130,6 +163,32 @@ impl App {
         };
         record.finish(endpoint.path.clone(), response)
     }
+
+    /// Counts and logs a route's guest failure, one line each.
+    fn failure_report(
+        &self,
+        path: Arc<str>,
+        method: &'static str,
+        body_exceeded: Arc<AtomicBool>,
+    ) -> guest::Report {
+        let metrics = self.metrics.clone();
+        Arc::new(move |failure: &GuestFailure| {
+            if body_exceeded.load(Ordering::Relaxed) {
+                return;
+            }
+            tracing::warn!(route = %path, kind = failure.kind(), "component failed: {failure}");
+            tracing::debug!(route = %path, "component failure in full: {failure:?}");
+            metrics.observe_guest_failure(method, &path, failure.kind(), failure.status());
+        })
+    }
+}
+
+fn too_large(limit: u64) -> Response<Body> {
+    text(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "text/plain",
+        format!("request body larger than {limit} bytes\n"),
+    )
 }
 
 /// One request's accounting: in flight from `start` until dropped; observed
@@ -140,6 +199,8 @@ struct RequestRecord {
     method: &'static str,
     started: Instant,
     outcome: Option<(Arc<str>, StatusCode)>,
+    /// A place under the in-flight cap, released with the record.
+    _permit: Option<OwnedSemaphorePermit>,
 }
 
 impl RequestRecord {
@@ -150,7 +211,13 @@ impl RequestRecord {
             method,
             started: Instant::now(),
             outcome: None,
+            _permit: None,
         }
+    }
+
+    fn holding(mut self, permit: OwnedSemaphorePermit) -> Self {
+        self._permit = Some(permit);
+        self
     }
 
     fn finish(mut self, path: Arc<str>, response: Response<Body>) -> Response<Body> {

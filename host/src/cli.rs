@@ -45,6 +45,11 @@ pub struct Args {
     #[arg(long, env = "WEBAPP_SHUTDOWN_GRACE", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Option<Duration>,
 
+    /// After SIGINT/SIGTERM, how long to keep serving while /readyz answers
+    /// 503, so load balancers stop routing here first [file: drain_delay; default 0s].
+    #[arg(long, env = "WEBAPP_DRAIN_DELAY", value_parser = humantime::parse_duration)]
+    pub drain_delay: Option<Duration>,
+
     /// Component instances alive at once (requests inside guests at once);
     /// sizes the pooling allocator [file: pool.max_instances; default 1000].
     #[arg(long, env = "WEBAPP_MAX_INSTANCES")]
@@ -58,6 +63,7 @@ impl Args {
             metrics_prefix: self.metrics_prefix.clone(),
             request_timeout: self.request_timeout,
             shutdown_grace: self.shutdown_grace,
+            drain_delay: self.drain_delay,
             max_instances: self.max_instances,
         }
     }

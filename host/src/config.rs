@@ -22,20 +22,52 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_INSTANCES: u32 = 1000;
 pub const DEFAULT_MAX_MEMORY_MIB: u64 = 64;
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
 /// Everything the host needs to start, resolved and checked.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
     pub metrics_prefix: String,
-    /// How long a guest may take to answer before it is stopped (504).
-    pub request_timeout: Duration,
     /// How long in-flight requests may take to finish after a stop signal.
     pub shutdown_grace: Duration,
+    /// After a stop signal, how long to keep accepting while `/readyz`
+    /// says 503, so load balancers stop sending before the listener closes.
+    pub drain_delay: Duration,
     pub pool: PoolConfig,
+    pub http: HttpLimits,
     pub routes: Vec<RouteConfig>,
 }
 
+/// What one client may cost the server, whatever it sends.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// A request's head must arrive within this long (slow clients are cut off);
+    /// it is also how long an idle kept-alive connection stays open.
+    pub header_read_timeout: Duration,
+    /// Largest request head (request line and headers); larger gets 431.
+    pub max_header_bytes: usize,
+    /// Largest request body; larger gets 413.
+    pub max_body_bytes: u64,
+    /// Connections open at once; beyond it a connection gets 503 and is closed.
+    pub max_connections: usize,
+    /// Requests inside components at once; beyond it requests get 503.
+    pub max_in_flight: usize,
+}
+
+/// What one request may cost inside its component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuestLimits {
+    /// Wall-clock deadline: past it the guest is stopped and the client gets 504.
+    pub timeout: Duration,
+    /// Linear memory the instance may grow to; past it the guest traps (500).
+    pub max_memory_bytes: u64,
+    /// Wasm fuel (roughly, instructions) the request may burn; `None` is unlimited.
+    pub fuel: Option<u64>,
+}
 /// Sizes of wasmtime's pooling allocator.
 #[derive(Debug, Clone, Copy)]
 pub struct PoolConfig {
@@ -50,6 +82,7 @@ pub struct PoolConfig {
 pub struct RouteConfig {
     pub path: String,
     pub component: PathBuf,
+    pub limits: GuestLimits,
     /// `file:line` of the route's definition, for error messages.
     pub defined_at: String,
 }
@@ -61,6 +94,7 @@ pub struct Overrides {
     pub metrics_prefix: Option<String>,
     pub request_timeout: Option<Duration>,
     pub shutdown_grace: Option<Duration>,
+    pub drain_delay: Option<Duration>,
     pub max_instances: Option<u32>,
 }
 
@@ -73,8 +107,12 @@ struct FileConfig {
     request_timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     shutdown_grace: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    drain_delay: Option<Duration>,
     #[serde(default)]
     pool: FilePool,
+    #[serde(default)]
+    http: FileHttp,
     #[serde(default, rename = "route")]
     routes: Vec<FileRoute>,
 }
@@ -86,11 +124,26 @@ struct FilePool {
     max_memory_mib: Option<u64>,
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileHttp {
+    #[serde(default, with = "humantime_serde")]
+    header_read_timeout: Option<Duration>,
+    max_header_bytes: Option<usize>,
+    max_body_bytes: Option<u64>,
+    max_connections: Option<usize>,
+    max_in_flight: Option<usize>,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileRoute {
     path: Spanned<String>,
     component: Spanned<PathBuf>,
+    #[serde(default, with = "humantime_serde")]
+    timeout: Option<Duration>,
+    max_memory_mib: Option<u64>,
+    fuel: Option<u64>,
 }
 
 impl Config {
@@ -136,6 +189,25 @@ impl Config {
             (None, None) => DEFAULT_METRICS_PREFIX.to_owned(),
         };
 
+        let max_instances = overrides
+            .max_instances
+            .or(file.pool.max_instances)
+            .unwrap_or(DEFAULT_MAX_INSTANCES);
+        if max_instances == 0 {
+            bail!("pool.max_instances must be at least 1");
+        }
+        let max_memory_mib = file.pool.max_memory_mib.unwrap_or(DEFAULT_MAX_MEMORY_MIB);
+        if max_memory_mib == 0 || max_memory_mib > 4096 {
+            bail!("pool.max_memory_mib must be between 1 and 4096, not {max_memory_mib}");
+        }
+        let request_timeout = overrides
+            .request_timeout
+            .or(file.request_timeout)
+            .unwrap_or(DEFAULT_REQUEST_TIMEOUT);
+        if request_timeout.is_zero() {
+            bail!("request_timeout must be above zero");
+        }
+
         if file.routes.is_empty() {
             bail!(
                 "config file `{}` defines no routes: add `[[route]]` tables with `path` and `component`",
@@ -153,23 +225,53 @@ impl Config {
                     first.defined_at
                 );
             }
+            let route_memory_mib = route.max_memory_mib.unwrap_or(max_memory_mib);
+            if route_memory_mib == 0 || route_memory_mib > max_memory_mib {
+                bail!(
+                    "{defined_at}: max_memory_mib of route `{route_path}` must be between 1 and \
+                     pool.max_memory_mib ({max_memory_mib}), not {route_memory_mib}"
+                );
+            }
+            if route.timeout.is_some_and(|t| t.is_zero()) || route.fuel == Some(0) {
+                bail!("{defined_at}: timeout and fuel of route `{route_path}` must be above zero");
+            }
             routes.push(RouteConfig {
                 path: route_path.clone(),
                 component: base.join(route.component.get_ref()),
+                limits: GuestLimits {
+                    timeout: route.timeout.unwrap_or(request_timeout),
+                    max_memory_bytes: route_memory_mib << 20,
+                    fuel: route.fuel,
+                },
                 defined_at,
             });
         }
 
-        let max_instances = overrides
-            .max_instances
-            .or(file.pool.max_instances)
-            .unwrap_or(DEFAULT_MAX_INSTANCES);
-        if max_instances == 0 {
-            bail!("pool.max_instances must be at least 1");
+        let http = HttpLimits {
+            header_read_timeout: file
+                .http
+                .header_read_timeout
+                .unwrap_or(DEFAULT_HEADER_READ_TIMEOUT),
+            max_header_bytes: file
+                .http
+                .max_header_bytes
+                .unwrap_or(DEFAULT_MAX_HEADER_BYTES),
+            max_body_bytes: file.http.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+            max_connections: file.http.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            max_in_flight: file.http.max_in_flight.unwrap_or(max_instances as usize),
+        };
+        if http.header_read_timeout.is_zero() {
+            bail!("http.header_read_timeout must be above zero");
         }
-        let max_memory_mib = file.pool.max_memory_mib.unwrap_or(DEFAULT_MAX_MEMORY_MIB);
-        if max_memory_mib == 0 || max_memory_mib > 4096 {
-            bail!("pool.max_memory_mib must be between 1 and 4096, not {max_memory_mib}");
+        // hyper's read buffer cannot be smaller than 8 KiB.
+        if http.max_header_bytes < 8192 {
+            bail!(
+                "http.max_header_bytes must be at least 8192, not {}",
+                http.max_header_bytes
+            );
+        }
+        if http.max_connections == 0 || http.max_in_flight == 0 {
+            bail!("http.max_connections and http.max_in_flight must be at least 1");
         }
 
         Ok(Config {
@@ -178,18 +280,19 @@ impl Config {
                 .or(file.listen)
                 .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default")),
             metrics_prefix,
-            request_timeout: overrides
-                .request_timeout
-                .or(file.request_timeout)
-                .unwrap_or(DEFAULT_REQUEST_TIMEOUT),
             shutdown_grace: overrides
                 .shutdown_grace
                 .or(file.shutdown_grace)
                 .unwrap_or(DEFAULT_SHUTDOWN_GRACE),
+            drain_delay: overrides
+                .drain_delay
+                .or(file.drain_delay)
+                .unwrap_or(Duration::ZERO),
             pool: PoolConfig {
                 max_instances,
                 max_memory_bytes: max_memory_mib << 20,
             },
+            http,
             routes,
         })
     }
@@ -250,7 +353,7 @@ component = "/abs/ep_error.wasm"
         let c = parse(FILE, &Overrides::default()).unwrap();
         assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(c.metrics_prefix, "flask");
-        assert_eq!(c.request_timeout, Duration::from_secs(2));
+        assert_eq!(c.routes[0].limits.timeout, Duration::from_secs(2));
         assert_eq!(c.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
         assert_eq!(c.pool.max_instances, 10);
         assert_eq!(c.pool.max_memory_bytes, DEFAULT_MAX_MEMORY_MIB << 20);
@@ -268,14 +371,69 @@ component = "/abs/ep_error.wasm"
             metrics_prefix: Some("other".into()),
             request_timeout: Some(Duration::from_millis(500)),
             shutdown_grace: Some(Duration::from_secs(1)),
+            drain_delay: Some(Duration::from_secs(2)),
             max_instances: Some(3),
         };
         let c = parse(FILE, &overrides).unwrap();
         assert_eq!(c.listen, "127.0.0.1:0".parse().unwrap());
         assert_eq!(c.metrics_prefix, "other");
-        assert_eq!(c.request_timeout, Duration::from_millis(500));
         assert_eq!(c.shutdown_grace, Duration::from_secs(1));
+        assert_eq!(c.drain_delay, Duration::from_secs(2));
         assert_eq!(c.pool.max_instances, 3);
+        assert_eq!(c.http.max_in_flight, 3, "in-flight cap follows the pool");
+        assert_eq!(c.routes[0].limits.timeout, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn routes_take_their_own_limits_or_the_defaults() {
+        let text = r#"
+request_timeout = "3s"
+[pool]
+max_memory_mib = 32
+[http]
+max_body_bytes = 100
+header_read_timeout = "2s"
+[[route]]
+path = "/a"
+component = "a.wasm"
+timeout = "250ms"
+max_memory_mib = 8
+fuel = 1000000
+[[route]]
+path = "/b"
+component = "b.wasm"
+"#;
+        let c = parse(text, &Overrides::default()).unwrap();
+        assert_eq!(
+            c.routes[0].limits,
+            GuestLimits {
+                timeout: Duration::from_millis(250),
+                max_memory_bytes: 8 << 20,
+                fuel: Some(1_000_000)
+            }
+        );
+        assert_eq!(
+            c.routes[1].limits,
+            GuestLimits {
+                timeout: Duration::from_secs(3),
+                max_memory_bytes: 32 << 20,
+                fuel: None
+            }
+        );
+        assert_eq!(c.http.max_body_bytes, 100);
+        assert_eq!(c.http.header_read_timeout, Duration::from_secs(2));
+        assert_eq!(c.http.max_connections, DEFAULT_MAX_CONNECTIONS);
+
+        let over = text.replace("max_memory_mib = 8", "max_memory_mib = 64");
+        let e = format!("{:#}", parse(&over, &Overrides::default()).unwrap_err());
+        assert!(
+            e.contains("conf/webapp.toml:9") && e.contains("max_memory_mib"),
+            "{e}"
+        );
+        let typo = text.replace("fuel =", "feul =");
+        assert!(format!("{:#}", parse(&typo, &Overrides::default()).unwrap_err()).contains("feul"));
+        let tiny = text.replace("max_body_bytes = 100", "max_header_bytes = 100");
+        assert!(parse(&tiny, &Overrides::default()).is_err());
     }
 
     #[test]

@@ -36,7 +36,9 @@ pub struct WasmEngine {
 }
 
 impl WasmEngine {
-    pub fn new(pool: &PoolConfig) -> Result<Self> {
+    /// `fuel`: whether any route has a fuel budget. Fuel metering costs
+    /// every guest some speed, so it is only switched on when asked for.
+    pub fn new(pool: &PoolConfig, fuel: bool) -> Result<Self> {
         let mut pooling = PoolingAllocationConfig::new();
         let n = pool.max_instances;
         pooling
@@ -53,7 +55,8 @@ impl WasmEngine {
         let mut config = Config::new();
         config
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling))
-            .epoch_interruption(true);
+            .epoch_interruption(true)
+            .consume_fuel(fuel);
         let engine = Engine::new(&config)?;
 
         let mut linker = Linker::new(&engine);

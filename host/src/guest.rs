@@ -1,38 +1,46 @@
 //! Running one request through a component.
 //!
 //! Every request gets a fresh instance from the route's pre-instantiated
-//! `ProxyPre`, so requests share nothing. The guest runs in its own task: the
-//! response goes back as soon as the guest sets it, while the guest may keep
-//! streaming the body. Whatever the guest does wrong (trap, panic, never
-//! answering, running past the deadline) becomes a [`GuestFailure`] the
-//! caller can answer and count; none of it can take the host down.
+//! `ProxyPre`, so requests share nothing. The guest runs in its own task:
+//! the response goes back as soon as the guest sets it, while the guest may
+//! keep streaming the body (which then lasts until the guest ends, see
+//! `body.rs`). The route's limits apply: a deadline (epoch yields plus a
+//! timeout), a memory cap, optional fuel. Whatever the guest does wrong
+//! becomes a [`GuestFailure`] the caller can answer and count; none of it can
+//! take the host down.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use tokio::sync::oneshot;
 use tokio::time::{Instant, timeout_at};
-use wasmtime::{Store, UpdateDeadline};
+use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
-use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use crate::state::RequestState;
+use crate::body::{GuestBody, LimitedBody};
+use crate::config::GuestLimits;
+use crate::state::{MemoryLimitExceeded, RequestState};
 
-/// Why a guest produced no usable response.
+/// Why a guest produced no usable response (or a broken one).
 #[derive(Debug)]
 pub enum GuestFailure {
     /// The instance could not be created (pool exhausted, start-up trap...).
     Instantiate(wasmtime::Error),
-    /// The guest trapped or panicked before setting a response.
+    /// The guest trapped or panicked.
     Trap(wasmtime::Error),
+    /// The guest outgrew its memory limit.
+    Memory(wasmtime::Error),
+    /// The guest burnt all its fuel.
+    Fuel,
     /// The guest returned without ever setting a response.
     NoResponse,
     /// The guest set an error instead of a response.
     ErrorCode(ErrorCode),
-    /// The guest did not answer within the request deadline.
+    /// The guest did not finish within its deadline.
     Timeout,
 }
 
@@ -42,6 +50,8 @@ impl GuestFailure {
         match self {
             Self::Instantiate(_) => "instantiate",
             Self::Trap(_) => "trap",
+            Self::Memory(_) => "memory",
+            Self::Fuel => "fuel",
             Self::NoResponse => "no_response",
             Self::ErrorCode(_) => "error_code",
             Self::Timeout => "timeout",
@@ -55,38 +65,80 @@ impl GuestFailure {
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
-}
 
-impl std::fmt::Display for GuestFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            // Debug formatting keeps the error chain and the wasm backtrace.
-            Self::Instantiate(e) => write!(f, "cannot instantiate: {e:?}"),
-            Self::Trap(e) => write!(f, "trapped: {e:?}"),
-            Self::NoResponse => f.write_str("returned without setting a response"),
-            Self::ErrorCode(code) => write!(f, "answered with error code {code:?}"),
-            Self::Timeout => f.write_str("did not answer before the request deadline"),
+    /// Sorts a guest's error into what went wrong.
+    fn from_error(error: wasmtime::Error) -> Self {
+        if error.downcast_ref::<MemoryLimitExceeded>().is_some() {
+            Self::Memory(error)
+        } else if error.downcast_ref::<Trap>() == Some(&Trap::OutOfFuel) {
+            Self::Fuel
+        } else {
+            Self::Trap(error)
         }
     }
 }
+
+impl std::fmt::Display for GuestFailure {
+    /// One line: the root cause, without the multi-line wasm backtrace
+    /// (which `{:?}` keeps, for debug logs).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Instantiate(e) => write!(f, "cannot instantiate: {}", e.root_cause()),
+            Self::Trap(e) => write!(f, "trapped: {}", e.root_cause()),
+            Self::Memory(e) => write!(f, "{}", e.root_cause()),
+            Self::Fuel => f.write_str("ran out of fuel"),
+            Self::NoResponse => f.write_str("returned without setting a response"),
+            Self::ErrorCode(code) => write!(f, "answered with error code {code:?}"),
+            Self::Timeout => f.write_str("did not finish before its deadline"),
+        }
+    }
+}
+
+/// Where guest failures are reported (counted and logged) exactly once.
+pub type Report = Arc<dyn Fn(&GuestFailure) + Send + Sync>;
 
 /// The result of handing one request to a guest.
 pub struct Invocation {
     /// How long creating the instance took, when it was created.
     pub instantiation: Option<Duration>,
-    pub result: Result<Response<HyperOutgoingBody>, GuestFailure>,
+    pub result: Result<Response<GuestBody>, GuestFailure>,
 }
 
-/// Instantiates the component and lets it handle `request`, waiting at most
-/// `timeout` for a response. The guest task itself is stopped at the same
-/// deadline, whether or not it has answered by then.
+/// Instantiates the component and lets it handle `request` within `limits`.
+///
+/// `report` is called once if the guest fails, whenever that is: before its
+/// response (the failure is also returned) or while streaming the body (the
+/// body then ends in an error).
 pub async fn invoke(
     pre: &ProxyPre<RequestState>,
-    request: Request<Incoming>,
-    timeout: Duration,
+    request: Request<LimitedBody<Incoming>>,
+    limits: &GuestLimits,
+    report: Report,
 ) -> Invocation {
-    let deadline = Instant::now() + timeout;
-    let mut store = Store::new(pre.engine(), RequestState::new());
+    let deadline = Instant::now() + limits.timeout;
+    let failed = |instantiation, failure: GuestFailure| {
+        report(&failure);
+        Invocation {
+            instantiation,
+            result: Err(failure),
+        }
+    };
+
+    let mut store = Store::new(pre.engine(), RequestState::new(limits.max_memory_bytes));
+    store.limiter(|state| &mut state.memory);
+    match limits.fuel {
+        Some(fuel) => {
+            if let Err(e) = store.set_fuel(fuel) {
+                return failed(None, GuestFailure::Instantiate(e));
+            }
+        }
+        // When another route turned fuel on in the engine, every store needs
+        // some: routes without a budget get all there is. (With fuel off,
+        // this fails harmlessly.)
+        None => {
+            let _ = store.set_fuel(u64::MAX);
+        }
+    }
     store.set_epoch_deadline(1);
     // tokio's yield_now, unlike a plain self-wake, lets the worker poll its
     // timer and I/O driver before the guest runs again: without it, a guest
@@ -117,37 +169,52 @@ pub async fn invoke(
     };
     let instantiation = Some(started.elapsed());
 
-    let guest = tokio::spawn(async move {
+    // The guest's end goes to the response body (which must end in an error
+    // if the guest failed) and, when no response came, back here.
+    let (end_sender, end) = oneshot::channel();
+    let (outcome_sender, outcome) = oneshot::channel();
+    let task_report = report.clone();
+    tokio::spawn(async move {
         let handler = proxy.wasi_http_incoming_handler();
-        match timeout_at(deadline, handler.call_handle(&mut store, request, outparam)).await {
-            Ok(result) => result.map_err(GuestFailure::Trap),
+        let call = handler.call_handle(&mut store, request, outparam);
+        let result = match timeout_at(deadline, call).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(GuestFailure::from_error(e)),
             Err(_) => Err(GuestFailure::Timeout),
+        };
+        // Dropping the store drops an unset outparam: `receiver` then wakes.
+        drop(store);
+        if let Err(failure) = &result {
+            task_report(failure);
         }
+        let _ = end_sender.send(result.as_ref().map(|_| ()).map_err(ToString::to_string));
+        let _ = outcome_sender.send(result);
     });
 
-    let result = match timeout_at(deadline, receiver).await {
-        Ok(Ok(Ok(response))) => Ok(response),
-        Ok(Ok(Err(code))) => Err(GuestFailure::ErrorCode(code)),
-        // The outparam was dropped unset: the guest has finished, and how it
-        // finished says why.
-        Ok(Err(_)) => match guest.await {
-            Ok(Ok(())) => Err(GuestFailure::NoResponse),
+    // Failures the task saw are reported by the task; the two it cannot
+    // see (it returned normally) are reported here.
+    let result = match receiver.await {
+        Ok(Ok(response)) => Ok(response.map(|body| GuestBody::new(body, end))),
+        Ok(Err(code)) => {
+            let failure = GuestFailure::ErrorCode(code);
+            report(&failure);
+            Err(failure)
+        }
+        // The outparam was dropped unset: the guest has ended, and how it
+        // ended says why.
+        Err(_) => match outcome.await {
             Ok(Err(failure)) => Err(failure),
-            Err(join) => Err(GuestFailure::Trap(wasmtime::format_err!(
-                "guest task failed: {join}"
+            Ok(Ok(())) => {
+                report(&GuestFailure::NoResponse);
+                Err(GuestFailure::NoResponse)
+            }
+            Err(_) => Err(GuestFailure::Trap(wasmtime::format_err!(
+                "the guest task vanished"
             ))),
         },
-        Err(_) => Err(GuestFailure::Timeout),
     };
     Invocation {
         instantiation,
         result,
-    }
-}
-
-fn failed(instantiation: Option<Duration>, failure: GuestFailure) -> Invocation {
-    Invocation {
-        instantiation,
-        result: Err(failure),
     }
 }

@@ -2,12 +2,14 @@
 //!
 //! Wiring only. The pieces, each in its own module:
 //! `cli` + `config` (settings, parsed once), `engine` (wasmtime engine,
-//! linker, component loading), `state` (per-request store data), `guest`
-//! (one request through one component), `routes` + `labels` (pure rules),
+//! linker, component loading), `state` (per-request store data and limits),
+//! `guest` (one request through one component), `body` (request and
+//! response body guards), `routes` + `labels` (pure rules),
 //! `metrics` + `process` (what /metrics shows), `app` (one request end to
 //! end), `server` (connections and graceful stop).
 
 mod app;
+mod body;
 mod cli;
 mod config;
 mod engine;
@@ -43,7 +45,8 @@ fn main() -> ExitCode {
 
 fn run(args: &cli::Args) -> Result<()> {
     let config = config::Config::load(&args.config, &args.overrides())?;
-    let engine = engine::WasmEngine::new(&config.pool)?;
+    let fuel = config.routes.iter().any(|r| r.limits.fuel.is_some());
+    let engine = engine::WasmEngine::new(&config.pool, fuel)?;
     let metrics = Arc::new(metrics::Metrics::new(&config.metrics_prefix)?);
     let app = Arc::new(app::App::load(&config, &engine, metrics)?);
 
@@ -54,7 +57,7 @@ fn run(args: &cli::Args) -> Result<()> {
             .map_err(|e| format_err!("cannot listen on {}: {e}", config.listen))?;
         let addr = listener.local_addr()?;
         println!("webapp listening on http://{addr} (metrics at http://{addr}/metrics)");
-        server::serve(listener, app, server::stop_signal(), config.shutdown_grace).await;
+        server::serve(listener, app, server::stop_signal(), &config).await;
         Ok(())
     })
 }

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use hyper::StatusCode;
 use prometheus::{
-    CounterVec, Encoder, HistogramOpts, HistogramVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    CounterVec, Encoder, HistogramOpts, HistogramVec, IntCounter, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use wasmtime::Result;
 
@@ -35,6 +35,8 @@ pub struct Metrics {
     request_total: CounterVec,
     request_exceptions: CounterVec,
     in_flight: IntGauge,
+    connections_open: IntGauge,
+    connections_rejected: IntCounter,
     instantiation: HistogramVec,
     guest_failures: CounterVec,
     process: ProcessMetrics,
@@ -68,6 +70,14 @@ impl Metrics {
             name("http_requests_in_flight"),
             "HTTP requests being served now.",
         ))?;
+        let connections_open = IntGauge::with_opts(Opts::new(
+            name("http_connections_open"),
+            "Client connections open now.",
+        ))?;
+        let connections_rejected = IntCounter::with_opts(Opts::new(
+            name("http_connections_rejected_total"),
+            "Connections answered 503 and closed because the connection cap was reached.",
+        ))?;
         let instantiation = HistogramVec::new(
             HistogramOpts::new(
                 name("wasm_instantiation_duration_seconds"),
@@ -80,7 +90,7 @@ impl Metrics {
             Opts::new(
                 name("wasm_guest_failures_total"),
                 "Requests a component failed to answer, per route and kind \
-                 (trap, no_response, error_code, timeout, instantiate).",
+                 (trap, memory, fuel, no_response, error_code, timeout, instantiate).",
             ),
             &["path", "kind"],
         )?;
@@ -94,6 +104,8 @@ impl Metrics {
         registry.register(Box::new(request_total.clone()))?;
         registry.register(Box::new(request_exceptions.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
+        registry.register(Box::new(connections_open.clone()))?;
+        registry.register(Box::new(connections_rejected.clone()))?;
         registry.register(Box::new(instantiation.clone()))?;
         registry.register(Box::new(guest_failures.clone()))?;
         registry.register(Box::new(info))?;
@@ -105,6 +117,8 @@ impl Metrics {
             request_total,
             request_exceptions,
             in_flight,
+            connections_open,
+            connections_rejected,
             instantiation,
             guest_failures,
             process,
@@ -138,6 +152,18 @@ impl Metrics {
 
     pub fn in_flight(&self) -> &IntGauge {
         &self.in_flight
+    }
+
+    pub fn connection_opened(&self) {
+        self.connections_open.inc();
+    }
+
+    pub fn connection_closed(&self) {
+        self.connections_open.dec();
+    }
+
+    pub fn connection_rejected(&self) {
+        self.connections_rejected.inc();
     }
 
     /// The Prometheus text exposition of every metric, process values fresh.

@@ -1,9 +1,15 @@
 //! The server loop: accept connections, serve HTTP/1.1 on each, stop gracefully.
 //!
-//! On the stop signal the listener closes at once (new connections are
-//! refused), every open connection finishes the request it is serving and
-//! then closes, and the loop returns when all are done or the grace period
-//! is over.
+//! Each connection is bounded: its request heads must arrive within the
+//! header timeout (which also closes idle kept-alive connections) and fit
+//! the header size limit (else 431), and past the connection cap a new
+//! connection gets a plain 503 and is closed rather than queued.
+//!
+//! On the stop signal `/readyz` turns 503 and the server keeps accepting for
+//! the drain delay (so load balancers notice), then the listener closes (new
+//! connections are refused), every open connection finishes the request it
+//! is serving and closes, and the loop returns when all are done or the
+//! grace period is over.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -12,21 +18,41 @@ use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 
 use crate::app::App;
+use crate::config::Config;
 
 pub async fn serve(
     listener: TcpListener,
     app: Arc<App>,
-    shutdown: impl Future<Output = ()>,
-    grace: Duration,
+    stop: impl Future<Output = ()>,
+    config: &Config,
 ) {
+    let limits = config.http;
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes);
+    let connections = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
-    let http = http1::Builder::new();
-    tokio::pin!(shutdown);
+
+    let drain = async {
+        stop.await;
+        app.stop();
+        if !config.drain_delay.is_zero() {
+            tracing::info!(
+                "draining: /readyz answers 503 for {:?} before the listener closes",
+                config.drain_delay
+            );
+            tokio::time::sleep(config.drain_delay).await;
+        }
+    };
+    tokio::pin!(drain);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -39,29 +65,54 @@ pub async fn serve(
                         continue;
                     }
                 };
+                let Ok(permit) = connections.clone().try_acquire_owned() else {
+                    app.metrics().connection_rejected();
+                    tokio::spawn(refuse(stream));
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
-                let app = app.clone();
+                let service_app = app.clone();
                 let service = service_fn(move |request| {
-                    let app = app.clone();
+                    let app = service_app.clone();
                     async move { Ok::<_, Infallible>(app.handle(request).await) }
                 });
                 let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+                let app = app.clone();
+                app.metrics().connection_opened();
                 tokio::spawn(async move {
                     if let Err(e) = connection.await {
                         tracing::debug!(%peer, "connection ended with an error: {e}");
                     }
+                    app.metrics().connection_closed();
+                    drop(permit);
                 });
             }
-            () = &mut shutdown => break,
+            () = &mut drain => break,
         }
     }
-    app.stop();
     drop(listener);
+    let grace = config.shutdown_grace;
     tracing::info!("stopping: no new connections; waiting up to {grace:?} for requests in flight");
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(grace) => tracing::warn!("grace period over with requests still in flight"),
     }
+}
+
+/// Answers a connection over the cap with 503 and closes it. The request is
+/// read (briefly) after answering: closing with unread input would reset
+/// the connection and could destroy the answer before the client reads it.
+async fn refuse(mut stream: TcpStream) {
+    const ANSWER: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\n\
+        content-length: 28\r\nretry-after: 1\r\nconnection: close\r\n\r\ntoo many connections, retry\n";
+    if stream.write_all(ANSWER).await.is_err() || stream.shutdown().await.is_err() {
+        return;
+    }
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM (what Kubernetes sends).

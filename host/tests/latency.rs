@@ -12,7 +12,7 @@ const LATENCY: &[(&str, &str, f64, f64)] = &[
     ("/ep_two", "200", 0.5, 0.2),
     ("/ep_three", "200", 0.75, 0.3),
     ("/ep_four", "200", 1.0, 0.4),
-    ("/error", "500", 0.1, 0.0),
+    ("/error", "500", 0.25, 0.0),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,215 @@
+//! Body wrappers that keep a misbehaving client or guest honest.
+//!
+//! [`LimitedBody`] caps what a client may upload into a component.
+//! [`GuestBody`] makes a response whose guest failed mid-stream end in an
+//! error, so hyper aborts the connection instead of sending a clean end (a
+//! truncated body must never look complete), and makes the response last
+//! until the guest is done, so it is timed and counted in full.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, SizeHint};
+use tokio::sync::oneshot;
+use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+/// A request body that fails once more than `limit` bytes have come in.
+pub struct LimitedBody<B> {
+    inner: B,
+    remaining: u64,
+    limit: u64,
+    exceeded: Arc<AtomicBool>,
+}
+
+impl<B> LimitedBody<B> {
+    /// Wraps `inner`; `exceeded` turns true if the limit is hit.
+    pub fn new(inner: B, limit: u64, exceeded: Arc<AtomicBool>) -> Self {
+        Self {
+            inner,
+            remaining: limit,
+            limit,
+            exceeded,
+        }
+    }
+}
+
+impl<B> Body for LimitedBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<ErrorCode>,
+{
+    type Data = Bytes;
+    type Error = ErrorCode;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ErrorCode>>> {
+        let this = &mut *self;
+        let frame = match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
+            Some(Ok(frame)) => frame,
+            Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
+            None => return Poll::Ready(None),
+        };
+        if let Some(data) = frame.data_ref() {
+            let len = data.len() as u64;
+            if len > this.remaining {
+                this.exceeded.store(true, Ordering::Relaxed);
+                return Poll::Ready(Some(Err(ErrorCode::HttpRequestBodySize(Some(this.limit)))));
+            }
+            this.remaining -= len;
+        }
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// How a guest's run ended, sent by its task when it is done.
+pub type GuestEnd = oneshot::Receiver<Result<(), String>>;
+
+/// A guest's response body that ends only when the guest has ended, and in
+/// an error if the guest failed.
+pub struct GuestBody {
+    inner: HyperOutgoingBody,
+    end: Option<GuestEnd>,
+}
+
+impl GuestBody {
+    pub fn new(inner: HyperOutgoingBody, end: GuestEnd) -> Self {
+        Self {
+            inner,
+            end: Some(end),
+        }
+    }
+}
+
+impl Body for GuestBody {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        if let Some(frame) = ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
+            return Poll::Ready(Some(frame));
+        }
+        let Some(end) = this.end.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let outcome = ready!(Pin::new(end).poll(cx));
+        this.end = None;
+        match outcome {
+            Ok(Ok(())) => Poll::Ready(None),
+            // Failed, or its task vanished: the body is incomplete.
+            Ok(Err(_)) | Err(_) => Poll::Ready(Some(Err(ErrorCode::InternalError(Some(
+                "the component failed while sending the body".into(),
+            ))
+            .into()))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.end.is_none() && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, Full};
+
+    #[tokio::test]
+    async fn a_body_within_its_limit_passes_whole() {
+        let exceeded = Arc::new(AtomicBool::new(false));
+        let body = LimitedBody::new(
+            Full::new(Bytes::from_static(b"hello"))
+                .map_err(|never| -> ErrorCode { match never {} }),
+            5,
+            exceeded.clone(),
+        );
+        let bytes = body.collect().await.unwrap().to_bytes();
+        assert_eq!(&bytes[..], b"hello");
+        assert!(!exceeded.load(Ordering::Relaxed));
+    }
+
+    #[tokio::test]
+    async fn a_body_over_its_limit_fails_and_says_so() {
+        let exceeded = Arc::new(AtomicBool::new(false));
+        let body = LimitedBody::new(
+            Full::new(Bytes::from_static(b"abcdef"))
+                .map_err(|never| -> ErrorCode { match never {} }),
+            4,
+            exceeded.clone(),
+        );
+        assert!(body.collect().await.is_err());
+        assert!(exceeded.load(Ordering::Relaxed));
+    }
+
+    fn outgoing(bytes: &'static [u8]) -> HyperOutgoingBody {
+        Full::new(Bytes::from_static(bytes))
+            .map_err(|never| match never {})
+            .boxed_unsync()
+    }
+
+    #[tokio::test]
+    async fn a_guest_body_ends_cleanly_when_its_guest_succeeded() {
+        let (tx, rx) = oneshot::channel();
+        tx.send(Ok(())).unwrap();
+        let bytes = GuestBody::new(outgoing(b"ok"), rx)
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(&bytes[..], b"ok");
+    }
+
+    #[tokio::test]
+    async fn a_guest_body_ends_in_an_error_when_its_guest_failed() {
+        let (tx, rx) = oneshot::channel();
+        tx.send(Err("trapped".into())).unwrap();
+        assert!(
+            GuestBody::new(outgoing(b"partial"), rx)
+                .collect()
+                .await
+                .is_err()
+        );
+        let (tx, rx) = oneshot::channel::<Result<(), String>>();
+        drop(tx);
+        assert!(
+            GuestBody::new(outgoing(b"partial"), rx)
+                .collect()
+                .await
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_guest_body_waits_for_its_guest_to_end() {
+        let (tx, rx) = oneshot::channel();
+        let mut body = GuestBody::new(outgoing(b"x"), rx);
+        assert!(body.frame().await.unwrap().is_ok());
+        let pending =
+            tokio::time::timeout(std::time::Duration::from_millis(50), body.frame()).await;
+        assert!(pending.is_err(), "the body ended before its guest");
+        tx.send(Ok(())).unwrap();
+        assert!(body.frame().await.is_none());
+    }
+}
