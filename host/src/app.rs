@@ -150,8 +150,8 @@ impl App {
             self.metrics.observe_instantiation(&endpoint.path, elapsed);
         }
         let response = match invocation.result {
+            _ if body_exceeded.load(Ordering::Relaxed) => too_large(self.max_body_bytes),
             Ok(response) => response.map(|body| body.boxed_unsync()),
-            Err(_) if body_exceeded.load(Ordering::Relaxed) => too_large(self.max_body_bytes),
             Err(failure) => {
                 let status = failure.status();
                 text(

@@ -483,6 +483,18 @@ component = "b.wasm"
     }
 
     #[test]
+    fn the_shipped_config_parses_with_the_five_endpoints() {
+        let text = include_str!("../../webapp.toml");
+        let c = Config::parse(text, Path::new("webapp.toml"), &Overrides::default()).unwrap();
+        let paths: Vec<&str> = c.routes.iter().map(|r| r.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["/ep_one", "/ep_two", "/ep_three", "/ep_four", "/error"]
+        );
+        assert_eq!(c.listen, DEFAULT_LISTEN.parse().unwrap());
+    }
+
+    #[test]
     fn no_routes_is_an_error() {
         assert!(err("listen = \"0.0.0.0:1\"\n").contains("defines no routes"));
     }

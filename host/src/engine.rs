@@ -19,9 +19,10 @@ use crate::config::PoolConfig;
 use crate::state::RequestState;
 
 /// How often the epoch advances. A running guest yields to the async
-/// executor at every tick, so one spinning guest cannot starve the others,
-/// and the request deadline (a tokio timeout) can stop it.
-pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// executor at every tick, so spinning guests cannot starve the others (a
+/// sleeping request waits at most a tick per busy guest ahead of it on its
+/// thread), and the request deadline (a tokio timeout) can stop it.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// A Rust std component has a handful of core instances, memories and tables
 /// (its own, plus the WASI adapter's); these bound one component's share of

@@ -202,6 +202,11 @@ impl Host {
             .status()
             .unwrap();
         assert!(status.success());
+        self.wait_for_exit(within)
+    }
+
+    /// Waits (at most `within`) for the process to exit.
+    pub fn wait_for_exit(&mut self, within: Duration) -> std::process::ExitStatus {
         let deadline = std::time::Instant::now() + within;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {

@@ -17,6 +17,13 @@ impl endpoint_guest::bindings::exports::wasi::http::incoming_handler::Guest for 
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
         let path = request.path_with_query().unwrap_or_default();
         let fault = path.rsplit('/').next().unwrap_or_default().to_string();
+        if fault == "echo" {
+            // Reads the whole request body and answers its length.
+            return match read_body(request) {
+                Some(n) => endpoint_guest::respond(out, 200, n.to_string().as_bytes()),
+                None => endpoint_guest::respond(out, 400, b"body read failed"),
+            };
+        }
         drop(request);
         match fault.as_str() {
             // The guest hits `unreachable`: a trap before any response.
@@ -31,9 +38,32 @@ impl endpoint_guest::bindings::exports::wasi::http::incoming_handler::Guest for 
             "alloc" => allocate_forever(),
             // Sends headers, then a body that never ends.
             "stream-forever" => stream_forever(out),
+            // Answers normally, but only after 1.5 s: a long request in flight.
+            "slow" => {
+                endpoint_guest::bindings::wasi::clocks::monotonic_clock::subscribe_duration(
+                    1_500_000_000,
+                )
+                .block();
+                endpoint_guest::respond(out, 200, b"slow")
+            }
             // Behaves, so tests can see the component works at all.
             "ok" => endpoint_guest::respond(out, 200, b"ok"),
             _ => endpoint_guest::respond(out, 400, b"unknown fault"),
+        }
+    }
+}
+
+fn read_body(request: IncomingRequest) -> Option<usize> {
+    let body = request.consume().ok()?;
+    let stream = body.stream().ok()?;
+    let mut total = 0;
+    loop {
+        match stream.blocking_read(64 * 1024) {
+            Ok(chunk) => total += chunk.len(),
+            Err(endpoint_guest::bindings::wasi::io::streams::StreamError::Closed) => {
+                return Some(total);
+            }
+            Err(_) => return None,
         }
     }
 }

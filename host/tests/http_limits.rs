@@ -1,0 +1,192 @@
+//! What a client cannot do to the host: hold a connection with a slow or
+//! oversized head, send an oversized body, send garbage, or open more
+//! connections or requests than the caps. Each gets its documented answer
+//! or close, and well-behaved clients keep being served.
+
+use std::time::{Duration, Instant};
+
+use hyper::StatusCode;
+use testkit::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn config(http: &str) -> String {
+    let mut routes = demo_routes();
+    routes.push(("/fault/echo", component("faults")));
+    config_text(&format!("[http]\n{http}"), &routes)
+}
+
+/// Everything the server sends until it closes the connection (or `within` passes).
+async fn read_until_closed(stream: &mut TcpStream, within: Duration) -> (String, bool) {
+    let mut all = Vec::new();
+    let mut buf = [0u8; 8192];
+    let closed = tokio::time::timeout(within, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => all.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .is_ok();
+    (String::from_utf8_lossy(&all).into_owned(), closed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_idle_clients_are_cut_off_while_others_are_served() {
+    let host = Host::start(&config("header_read_timeout = \"1s\"\n"), &[]);
+    // A head that never finishes.
+    let mut slow = TcpStream::connect(host.addr).await.unwrap();
+    slow.write_all(b"GET /ep_one HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // A kept-alive connection that goes quiet after one request.
+    let mut idle = TcpStream::connect(host.addr).await.unwrap();
+    idle.write_all(b"GET /error HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+
+    let started = Instant::now();
+    assert_demo_endpoints_answer(&host).await;
+    let (_, slow_closed) = read_until_closed(&mut slow, Duration::from_secs(5)).await;
+    assert!(slow_closed, "a slow head kept its connection");
+    let (answer, idle_closed) = read_until_closed(&mut idle, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 500"), "{answer}");
+    assert!(idle_closed, "an idle connection stayed open");
+    assert!(started.elapsed() < Duration::from_secs(4));
+}
+
+#[tokio::test]
+async fn oversized_heads_and_bodies_are_refused() {
+    let host = Host::start(&config("max_body_bytes = 1024\n"), &[]);
+    let mut big_head = TcpStream::connect(host.addr).await.unwrap();
+    let padding = "x".repeat(32 * 1024);
+    big_head
+        .write_all(
+            format!("GET /ep_one HTTP/1.1\r\nHost: x\r\nX-Pad: {padding}\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+    let (answer, _) = read_until_closed(&mut big_head, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer:.80}");
+
+    // Announced too large: refused before any component runs.
+    let mut announced = TcpStream::connect(host.addr).await.unwrap();
+    announced
+        .write_all(b"POST /fault/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4096\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let (answer, _) = read_until_closed(&mut announced, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+
+    // Chunked, so only counting while the guest reads can catch it.
+    let mut chunked = TcpStream::connect(host.addr).await.unwrap();
+    let chunk = "y".repeat(1000);
+    let body = format!("3e8\r\n{chunk}\r\n3e8\r\n{chunk}\r\n0\r\n\r\n");
+    chunked
+        .write_all(
+            format!("POST /fault/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{body}")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let (answer, _) = read_until_closed(&mut chunked, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+
+    // Within the limit, the guest reads it all.
+    let mut fine = TcpStream::connect(host.addr).await.unwrap();
+    fine.write_all(b"POST /fault/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
+        .await
+        .unwrap();
+    let (answer, _) = read_until_closed(&mut fine, Duration::from_secs(5)).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.ends_with("\r\n\r\n5"),
+        "{answer}"
+    );
+
+    let scrape = scrape(&host).await;
+    assert_eq!(
+        value(&scrape, "webapp_http_request_total", &[("status", "413")]),
+        2.0
+    );
+    // The client's oversized body is not counted as the guest failing.
+    assert_eq!(value(&scrape, "webapp_wasm_guest_failures_total", &[]), 0.0);
+    assert_demo_endpoints_answer(&host).await;
+}
+
+#[tokio::test]
+async fn garbage_gets_400_and_a_close() {
+    let host = Host::demo();
+    for garbage in [
+        &b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 not http\r\n\r\n"[..],
+        b"HELLO\r\n\r\n",
+        b"GET / HTTP/9.9\r\n\r\n",
+    ] {
+        let mut stream = TcpStream::connect(host.addr).await.unwrap();
+        stream.write_all(garbage).await.unwrap();
+        let (answer, closed) = read_until_closed(&mut stream, Duration::from_secs(5)).await;
+        assert!(closed, "{garbage:?} kept the connection open");
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 400"),
+            "{garbage:?}: {answer}"
+        );
+    }
+    assert_demo_endpoints_answer(&host).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_cap_get_503_and_a_close() {
+    let host = Host::start(&config("max_connections = 8\n"), &[]);
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        let mut stream = TcpStream::connect(host.addr).await.unwrap();
+        stream
+            .write_all(b"GET /error HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 256];
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 500"));
+        held.push(stream);
+    }
+    let mut extra = TcpStream::connect(host.addr).await.unwrap();
+    extra
+        .write_all(b"GET /ep_one HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let (answer, closed) = read_until_closed(&mut extra, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 503") && closed, "{answer}");
+
+    held.truncate(2);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_demo_endpoints_answer(&host).await;
+    let scrape = scrape(&host).await;
+    assert_eq!(
+        value(&scrape, "webapp_http_connections_rejected_total", &[]),
+        1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_past_the_in_flight_cap_get_503() {
+    let host = Host::start(&config("max_in_flight = 4\n"), &[]);
+    let answers = get_many(host.url("/ep_four"), 16, 16).await;
+    let busy = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::SERVICE_UNAVAILABLE)
+        .count();
+    let served = answers
+        .iter()
+        .filter(|a| **a == (StatusCode::OK, "4".to_string()))
+        .count();
+    assert_eq!(busy + served, 16, "{answers:?}");
+    assert!(busy >= 8 && served >= 4, "{busy} busy, {served} served");
+    // Once the burst is over there is room again.
+    assert_demo_endpoints_answer(&host).await;
+    let scrape = scrape(&host).await;
+    assert_eq!(
+        value(&scrape, "webapp_http_request_total", &[("status", "503")]),
+        busy as f64
+    );
+}
