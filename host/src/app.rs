@@ -1,16 +1,23 @@
-//! The application: the loaded routes and what happens to one request.
+//! The application: the routes being served and what happens to one request.
 //!
 //! `/metrics`, `/healthz` (alive) and `/readyz` (ready for traffic; 503
 //! once stopping) are answered by the host and not counted. Every other request
 //! is matched against the route table, handed to its component (or answered
 //! 404), and counted once its response body is complete, so a guest that
 //! streams slowly is timed for all of it.
+//!
+//! Routes can change while serving (`swap.rs`): the whole [`RouteSet`] is
+//! swapped on a reload, one endpoint's component on a swap. A request takes
+//! one `Arc` of each when it starts, so it finishes on the version it
+//! started with while new requests get the new one.
 
 use std::convert::Infallible;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -18,25 +25,21 @@ use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Request, Response, StatusCode};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::{Result, format_err};
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::body::LimitedBody;
-use crate::config::{Config, GuestLimits};
-use crate::engine::WasmEngine;
+use crate::config::{Config, GuestLimits, RouteConfig};
+use crate::engine::{LoadedComponent, WasmEngine};
 use crate::guest::{self, GuestFailure};
 use crate::labels::{UNMATCHED_PATH, method_label};
 use crate::metrics::{self, Metrics};
 use crate::routes::RouteTable;
-use crate::state::RequestState;
 
 /// The body type of every response the host sends.
 pub type Body = HyperOutgoingBody;
 
 pub struct App {
-    routes: RouteTable,
-    /// Indexed like the route table.
-    endpoints: Vec<Endpoint>,
+    routes: ArcSwap<RouteSet>,
     metrics: Arc<Metrics>,
     /// Requests inside components at once: past the cap, 503.
     in_flight: Arc<Semaphore>,
@@ -45,48 +48,121 @@ pub struct App {
     stopping: AtomicBool,
 }
 
-struct Endpoint {
-    /// The route path, also its `path` label.
-    path: Arc<str>,
-    component: ProxyPre<RequestState>,
-    limits: GuestLimits,
+/// The routes being served, replaced whole when the route table is reloaded.
+pub struct RouteSet {
+    table: RouteTable,
+    /// Indexed like the route table.
+    endpoints: Vec<Arc<Endpoint>>,
 }
 
-impl App {
-    /// Compiles and links every route's component; any failure stops the
-    /// whole load, naming the route's place in the config file.
-    pub fn load(config: &Config, engine: &WasmEngine, metrics: Arc<Metrics>) -> Result<Self> {
-        let mut endpoints = Vec::with_capacity(config.routes.len());
-        for route in &config.routes {
+/// One route: its settings and the component serving it now.
+pub struct Endpoint {
+    /// The route path, also its `path` label.
+    pub path: Arc<str>,
+    pub limits: GuestLimits,
+    /// The component file the config names (watched for new versions).
+    pub file: PathBuf,
+    component: ArcSwap<LoadedComponent>,
+}
+
+impl Endpoint {
+    /// The component serving new requests now.
+    pub fn component(&self) -> Arc<LoadedComponent> {
+        self.component.load_full()
+    }
+
+    /// Makes `component` serve new requests; returns the one it replaces.
+    pub fn replace(&self, component: Arc<LoadedComponent>) -> Arc<LoadedComponent> {
+        self.component.swap(component)
+    }
+}
+
+impl RouteSet {
+    /// Loads every route's component; any failure stops the whole load,
+    /// naming the route's place in the config file. A route whose file is
+    /// unchanged since `previous` keeps its compiled component.
+    pub fn load(
+        routes: &[RouteConfig],
+        engine: &WasmEngine,
+        previous: Option<&RouteSet>,
+    ) -> Result<Self> {
+        let mut endpoints = Vec::with_capacity(routes.len());
+        for route in routes {
             let started = Instant::now();
-            let component = engine.load(&route.component).map_err(|e| {
+            let fail = |e: &dyn std::fmt::Display| {
                 format_err!(
-                    "{}: route `{}`: cannot load component `{}`: {e:#}",
+                    "{}: route `{}`: cannot load component `{}`: {e}",
                     route.defined_at,
                     route.path,
                     route.component.display()
                 )
-            })?;
+            };
+            let bytes = std::fs::read(&route.component).map_err(|e| fail(&e))?;
+            let digest = crate::cache::digest(&bytes);
+            let kept = previous
+                .and_then(|p| p.endpoint(&route.path))
+                .map(|e| e.component())
+                .filter(|c| c.digest == digest);
+            let component = match kept {
+                Some(component) => component,
+                None => Arc::new(
+                    engine
+                        .load_bytes(&bytes)
+                        .map_err(|e| fail(&format_args!("{e:#}")))?,
+                ),
+            };
             tracing::info!(
                 route = %route.path,
                 component = %route.component.display(),
-                "loaded in {:.0?}",
-                started.elapsed()
+                digest = &component.digest[..12],
+                "loaded in {:.0?} ({:?})",
+                started.elapsed(),
+                component.origin,
             );
-            endpoints.push(Endpoint {
+            endpoints.push(Arc::new(Endpoint {
                 path: route.path.as_str().into(),
-                component,
                 limits: route.limits,
-            });
+                file: route.component.clone(),
+                component: ArcSwap::new(component),
+            }));
         }
         Ok(Self {
-            routes: RouteTable::new(config.routes.iter().map(|r| r.path.as_str())),
+            table: RouteTable::new(routes.iter().map(|r| r.path.as_str())),
             endpoints,
+        })
+    }
+
+    pub fn endpoint(&self, path: &str) -> Option<&Arc<Endpoint>> {
+        self.table.lookup(path).map(|i| &self.endpoints[i])
+    }
+
+    pub fn endpoints(&self) -> &[Arc<Endpoint>] {
+        &self.endpoints
+    }
+}
+
+impl App {
+    pub fn new(config: &Config, routes: RouteSet, metrics: Arc<Metrics>) -> Self {
+        for endpoint in routes.endpoints() {
+            metrics.set_component(&endpoint.path, None, &endpoint.component().digest);
+        }
+        Self {
+            routes: ArcSwap::from_pointee(routes),
             metrics,
             in_flight: Arc::new(Semaphore::new(config.http.max_in_flight)),
             max_body_bytes: config.http.max_body_bytes,
             stopping: AtomicBool::new(false),
-        })
+        }
+    }
+
+    /// The routes being served now.
+    pub fn routes(&self) -> Arc<RouteSet> {
+        self.routes.load_full()
+    }
+
+    /// Serves `routes` from now on; returns the set it replaces.
+    pub fn replace_routes(&self, routes: RouteSet) -> Arc<RouteSet> {
+        self.routes.swap(Arc::new(routes))
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -112,11 +188,10 @@ impl App {
             _ => {}
         }
         let record = RequestRecord::start(self.metrics.clone(), method_label(request.method()));
-        let Some(index) = self.routes.lookup(path) else {
+        let Some(endpoint) = self.routes.load().endpoint(path).cloned() else {
             let response = text(StatusCode::NOT_FOUND, "text/plain", "not found\n");
             return record.finish(UNMATCHED_PATH.into(), response);
         };
-        let endpoint = &self.endpoints[index];
         let announced = request
             .headers()
             .get(CONTENT_LENGTH)
@@ -144,8 +219,8 @@ impl App {
             request.map(|body| LimitedBody::new(body, self.max_body_bytes, body_exceeded.clone()));
         let report =
             self.failure_report(endpoint.path.clone(), record.method, body_exceeded.clone());
-        let invocation =
-            guest::invoke(&endpoint.component, request, &endpoint.limits, report).await;
+        let component = endpoint.component();
+        let invocation = guest::invoke(&component.pre, request, &endpoint.limits, report).await;
         if let Some(elapsed) = invocation.instantiation {
             self.metrics.observe_instantiation(&endpoint.path, elapsed);
         }

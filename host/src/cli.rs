@@ -50,6 +50,33 @@ pub struct Args {
     #[arg(long, env = "WEBAPP_DRAIN_DELAY", value_parser = humantime::parse_duration)]
     pub drain_delay: Option<Duration>,
 
+    /// Address of the admin API (list routes, swap components, reload the
+    /// route table) [file: admin.listen; default 127.0.0.1:5001].
+    #[arg(long, env = "WEBAPP_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+
+    /// Bearer token the admin API requires; mandatory when it listens beyond
+    /// loopback [file: admin.token].
+    #[arg(long, env = "WEBAPP_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// Turn the admin API off.
+    #[arg(long)]
+    pub no_admin: bool,
+
+    /// Folder for compiled components, so restarts and swaps back skip
+    /// compiling [file: cache_dir; default $XDG_CACHE_HOME/webapp-host or ~/.cache/webapp-host].
+    #[arg(long, env = "WEBAPP_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Keep compiled components in memory only.
+    #[arg(long)]
+    pub no_cache: bool,
+
+    /// Do not watch component files for new versions [file: watch = false].
+    #[arg(long)]
+    pub no_watch: bool,
+
     /// Component instances alive at once (requests inside guests at once);
     /// sizes the pooling allocator [file: pool.max_instances; default 1000].
     #[arg(long, env = "WEBAPP_MAX_INSTANCES")]
@@ -65,6 +92,12 @@ impl Args {
             shutdown_grace: self.shutdown_grace,
             drain_delay: self.drain_delay,
             max_instances: self.max_instances,
+            admin_listen: self.admin_listen,
+            admin_token: self.admin_token.clone(),
+            no_admin: self.no_admin,
+            cache_dir: self.cache_dir.clone(),
+            no_cache: self.no_cache,
+            no_watch: self.no_watch,
         }
     }
 }

@@ -26,6 +26,7 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:5001";
 
 /// Everything the host needs to start, resolved and checked.
 #[derive(Debug, Clone)]
@@ -39,6 +40,14 @@ pub struct Config {
     pub drain_delay: Duration,
     pub pool: PoolConfig,
     pub http: HttpLimits,
+    /// Where the admin API listens; `None` when it is off.
+    pub admin_listen: Option<SocketAddr>,
+    /// The bearer token the admin API requires, if any.
+    pub admin_token: Option<String>,
+    /// Where compiled components are kept across runs; `None` keeps them in memory only.
+    pub cache_dir: Option<PathBuf>,
+    /// Whether routed component files are watched and swapped in when they change.
+    pub watch: bool,
     pub routes: Vec<RouteConfig>,
 }
 
@@ -96,6 +105,12 @@ pub struct Overrides {
     pub shutdown_grace: Option<Duration>,
     pub drain_delay: Option<Duration>,
     pub max_instances: Option<u32>,
+    pub admin_listen: Option<SocketAddr>,
+    pub admin_token: Option<String>,
+    pub no_admin: bool,
+    pub cache_dir: Option<PathBuf>,
+    pub no_cache: bool,
+    pub no_watch: bool,
 }
 
 #[derive(Deserialize)]
@@ -113,6 +128,10 @@ struct FileConfig {
     pool: FilePool,
     #[serde(default)]
     http: FileHttp,
+    #[serde(default)]
+    admin: FileAdmin,
+    cache_dir: Option<PathBuf>,
+    watch: Option<bool>,
     #[serde(default, rename = "route")]
     routes: Vec<FileRoute>,
 }
@@ -122,6 +141,14 @@ struct FileConfig {
 struct FilePool {
     max_instances: Option<u32>,
     max_memory_mib: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileAdmin {
+    enabled: Option<bool>,
+    listen: Option<SocketAddr>,
+    token: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -274,6 +301,37 @@ impl Config {
             bail!("http.max_connections and http.max_in_flight must be at least 1");
         }
 
+        let admin_enabled = !overrides.no_admin && file.admin.enabled.unwrap_or(true);
+        let admin_listen = admin_enabled.then(|| {
+            overrides
+                .admin_listen
+                .or(file.admin.listen)
+                .unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.parse().expect("valid default"))
+        });
+        let admin_token = overrides
+            .admin_token
+            .clone()
+            .or(file.admin.token)
+            .filter(|t| !t.is_empty());
+        if let Some(addr) = admin_listen
+            && !addr.ip().is_loopback()
+            && admin_token.is_none()
+        {
+            bail!(
+                "the admin API on {addr} is reachable beyond this machine: set a token \
+                 (--admin-token, WEBAPP_ADMIN_TOKEN or admin.token) or bind it to 127.0.0.1"
+            );
+        }
+        let cache_dir = if overrides.no_cache {
+            None
+        } else {
+            overrides
+                .cache_dir
+                .clone()
+                .or(file.cache_dir.map(|dir| base.join(dir)))
+                .or_else(default_cache_dir)
+        };
+
         Ok(Config {
             listen: overrides
                 .listen
@@ -293,9 +351,21 @@ impl Config {
                 max_memory_bytes: max_memory_mib << 20,
             },
             http,
+            admin_listen,
+            admin_token,
+            cache_dir,
+            watch: !overrides.no_watch && file.watch.unwrap_or(true),
             routes,
         })
     }
+}
+
+/// `$XDG_CACHE_HOME/webapp-host`, else `$HOME/.cache/webapp-host`.
+fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+    Some(base.join("webapp-host"))
 }
 
 /// Prometheus metric names are `[a-zA-Z_:][a-zA-Z0-9_:]*`; colons are meant
@@ -373,6 +443,7 @@ component = "/abs/ep_error.wasm"
             shutdown_grace: Some(Duration::from_secs(1)),
             drain_delay: Some(Duration::from_secs(2)),
             max_instances: Some(3),
+            ..Default::default()
         };
         let c = parse(FILE, &overrides).unwrap();
         assert_eq!(c.listen, "127.0.0.1:0".parse().unwrap());
@@ -480,6 +551,29 @@ component = "b.wasm"
 
         let e = err("[[route]]\npath = \"/a\"\n");
         assert!(e.contains("component"), "{e}");
+    }
+
+    #[test]
+    fn the_admin_api_beyond_loopback_needs_a_token() {
+        let routes = "[[route]]\npath = \"/a\"\ncomponent = \"a\"\n";
+        let c = parse(routes, &Overrides::default()).unwrap();
+        assert_eq!(c.admin_listen, Some(DEFAULT_ADMIN_LISTEN.parse().unwrap()));
+        let open = format!("[admin]\nlisten = \"0.0.0.0:5001\"\n{routes}");
+        let e = format!("{:#}", parse(&open, &Overrides::default()).unwrap_err());
+        assert!(e.contains("token"), "{e}");
+        let with_token = Overrides {
+            admin_token: Some("s3cret".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            parse(&open, &with_token).unwrap().admin_token.as_deref(),
+            Some("s3cret")
+        );
+        let off = Overrides {
+            no_admin: true,
+            ..Default::default()
+        };
+        assert_eq!(parse(&open, &off).unwrap().admin_listen, None);
     }
 
     #[test]

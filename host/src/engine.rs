@@ -2,19 +2,21 @@
 //!
 //! One engine (slim features, pooling allocator sized from config), one
 //! linker with full WASI plus wasi:http (guests built with Rust std import
-//! `wasi:cli/*` beyond the proxy world), and one epoch ticker thread. Loading
-//! a component compiles it and links it against the linker, so a file that is
-//! not a wasi:http proxy component, or whose imports cannot be satisfied, is
-//! rejected at load time rather than on its first request.
+//! `wasi:cli/*` beyond the proxy world), one epoch ticker thread, and the
+//! compile cache. Loading a component compiles it (or finds it compiled)
+//! and links it against the linker, so a file that is not a wasi:http proxy
+//! component, or whose imports cannot be satisfied, is rejected at load time
+//! rather than on its first request.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Result};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
+use crate::cache::{self, CompileCache, Origin};
 use crate::config::PoolConfig;
 use crate::state::RequestState;
 
@@ -34,12 +36,23 @@ const TABLES_PER_COMPONENT: u32 = 4;
 pub struct WasmEngine {
     engine: Engine,
     linker: Linker<RequestState>,
+    cache: CompileCache,
+}
+
+/// A component ready to serve: pre-instantiated, with what identifies it.
+pub struct LoadedComponent {
+    pub pre: ProxyPre<RequestState>,
+    /// SHA-256 of the component's bytes, hex.
+    pub digest: String,
+    pub loaded_at: SystemTime,
+    /// Whether it was compiled now or found compiled.
+    pub origin: Origin,
 }
 
 impl WasmEngine {
     /// `fuel`: whether any route has a fuel budget. Fuel metering costs
     /// every guest some speed, so it is only switched on when asked for.
-    pub fn new(pool: &PoolConfig, fuel: bool) -> Result<Self> {
+    pub fn new(pool: &PoolConfig, fuel: bool, cache_dir: Option<PathBuf>) -> Result<Self> {
         let mut pooling = PoolingAllocationConfig::new();
         let n = pool.max_instances;
         pooling
@@ -65,15 +78,34 @@ impl WasmEngine {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
 
         start_epoch_ticker(&engine);
-        Ok(Self { engine, linker })
+        let cache = CompileCache::new(&engine, cache_dir);
+        Ok(Self {
+            engine,
+            linker,
+            cache,
+        })
     }
 
-    /// Compiles and links the component at `path`. Blocking and CPU-heavy
-    /// (tens to hundreds of milliseconds): call it off the async threads.
-    pub fn load(&self, path: &Path) -> Result<ProxyPre<RequestState>> {
-        let component = Component::from_file(&self.engine, path)?;
-        let pre = self.linker.instantiate_pre(&component)?;
-        ProxyPre::new(pre)
+    /// Compiles (or finds compiled) and links the component at `path`.
+    /// Blocking and CPU-heavy when compiling (tens to hundreds of
+    /// milliseconds): call it off the async threads.
+    pub fn load(&self, path: &Path) -> Result<LoadedComponent> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| wasmtime::format_err!("cannot read `{}`: {e}", path.display()))?;
+        self.load_bytes(&bytes)
+    }
+
+    /// Like [`WasmEngine::load`], from bytes.
+    pub fn load_bytes(&self, bytes: &[u8]) -> Result<LoadedComponent> {
+        let digest = cache::digest(bytes);
+        let (component, origin) = self.cache.get_or_compile(&self.engine, bytes, &digest)?;
+        let pre = ProxyPre::new(self.linker.instantiate_pre(&component)?)?;
+        Ok(LoadedComponent {
+            pre,
+            digest,
+            loaded_at: SystemTime::now(),
+            origin,
+        })
     }
 }
 

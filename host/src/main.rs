@@ -1,15 +1,19 @@
 //! `host`: serves each HTTP route from a WebAssembly component.
 //!
 //! Wiring only. The pieces, each in its own module:
-//! `cli` + `config` (settings, parsed once), `engine` (wasmtime engine,
-//! linker, component loading), `state` (per-request store data and limits),
-//! `guest` (one request through one component), `body` (request and
-//! response body guards), `routes` + `labels` (pure rules),
-//! `metrics` + `process` (what /metrics shows), `app` (one request end to
-//! end), `server` (connections and graceful stop).
+//! `cli` + `config` (settings, parsed once), `engine` + `cache` (wasmtime
+//! engine, linker, component loading, compiled-code cache), `state`
+//! (per-request store data and limits), `guest` (one request through one
+//! component), `body` (request and response body guards), `routes` +
+//! `labels` (pure rules), `metrics` + `process` (what /metrics shows), `app`
+//! (the routes served and one request end to end), `server` (connections and
+//! graceful stop), `swap` + `watch` + `admin` (changing what is served while
+//! serving).
 
+mod admin;
 mod app;
 mod body;
+mod cache;
 mod cli;
 mod config;
 mod engine;
@@ -20,6 +24,8 @@ mod process;
 mod routes;
 mod server;
 mod state;
+mod swap;
+mod watch;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -46,12 +52,42 @@ fn main() -> ExitCode {
 fn run(args: &cli::Args) -> Result<()> {
     let config = config::Config::load(&args.config, &args.overrides())?;
     let fuel = config.routes.iter().any(|r| r.limits.fuel.is_some());
-    let engine = engine::WasmEngine::new(&config.pool, fuel)?;
+    let engine = Arc::new(engine::WasmEngine::new(
+        &config.pool,
+        fuel,
+        config.cache_dir.clone(),
+    )?);
     let metrics = Arc::new(metrics::Metrics::new(&config.metrics_prefix)?);
-    let app = Arc::new(app::App::load(&config, &engine, metrics)?);
+    let routes = app::RouteSet::load(&config.routes, &engine, None)?;
+    let app = Arc::new(app::App::new(&config, routes, metrics));
+    let control = Arc::new(swap::Control::new(
+        app.clone(),
+        engine,
+        args.config.clone(),
+        args.overrides(),
+    ));
 
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
+        if let Some(addr) = config.admin_listen {
+            let admin = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format_err!("cannot listen on {addr} (admin API): {e}"))?;
+            println!("admin API listening on http://{}", admin.local_addr()?);
+            tokio::spawn(admin::serve(
+                admin,
+                control.clone(),
+                config.admin_token.clone(),
+            ));
+        }
+        if config.watch {
+            let control = control.clone();
+            tokio::spawn(async move {
+                if let Err(e) = watch::run(control).await {
+                    tracing::error!("file watching stopped: {e:#}");
+                }
+            });
+        }
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|e| format_err!("cannot listen on {}: {e}", config.listen))?;

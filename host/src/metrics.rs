@@ -39,6 +39,9 @@ pub struct Metrics {
     connections_rejected: IntCounter,
     instantiation: HistogramVec,
     guest_failures: CounterVec,
+    component_info: IntGaugeVec,
+    swaps: CounterVec,
+    swap_duration: HistogramVec,
     process: ProcessMetrics,
 }
 
@@ -94,6 +97,30 @@ impl Metrics {
             ),
             &["path", "kind"],
         )?;
+        let component_info = IntGaugeVec::new(
+            Opts::new(
+                name("component_info"),
+                "The component serving each route now, by SHA-256 digest (value 1).",
+            ),
+            &["path", "digest"],
+        )?;
+        let swaps = CounterVec::new(
+            Opts::new(
+                name("component_swaps_total"),
+                "Component replacements per route, by result (ok, rejected).",
+            ),
+            &["path", "result"],
+        )?;
+        let swap_duration = HistogramVec::new(
+            HistogramOpts::new(
+                name("component_swap_duration_seconds"),
+                "Time to compile (or find compiled) and check a new component version.",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+            &["path"],
+        )?;
         let info = IntGaugeVec::new(
             Opts::new(name("exporter_info"), "Information about the exporter."),
             &["version"],
@@ -108,6 +135,9 @@ impl Metrics {
         registry.register(Box::new(connections_rejected.clone()))?;
         registry.register(Box::new(instantiation.clone()))?;
         registry.register(Box::new(guest_failures.clone()))?;
+        registry.register(Box::new(component_info.clone()))?;
+        registry.register(Box::new(swaps.clone()))?;
+        registry.register(Box::new(swap_duration.clone()))?;
         registry.register(Box::new(info))?;
         let process = ProcessMetrics::register(&registry)?;
 
@@ -121,6 +151,9 @@ impl Metrics {
             connections_rejected,
             instantiation,
             guest_failures,
+            component_info,
+            swaps,
+            swap_duration,
             process,
         })
     }
@@ -146,6 +179,32 @@ impl Metrics {
 
     pub fn observe_instantiation(&self, path: &str, elapsed: Duration) {
         self.instantiation
+            .with_label_values(&[path])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Records that `path` is now served by `digest` (instead of `previous`).
+    pub fn set_component(&self, path: &str, previous: Option<&str>, digest: &str) {
+        if let Some(previous) = previous
+            && previous != digest
+        {
+            let _ = self.component_info.remove_label_values(&[path, previous]);
+        }
+        self.component_info
+            .with_label_values(&[path, digest])
+            .set(1);
+    }
+
+    /// Records that `path` is no longer served.
+    pub fn remove_component(&self, path: &str, digest: &str) {
+        let _ = self.component_info.remove_label_values(&[path, digest]);
+    }
+
+    /// Counts one attempt to replace `path`'s component.
+    pub fn observe_swap(&self, path: &str, accepted: bool, elapsed: Duration) {
+        let result = if accepted { "ok" } else { "rejected" };
+        self.swaps.with_label_values(&[path, result]).inc();
+        self.swap_duration
             .with_label_values(&[path])
             .observe(elapsed.as_secs_f64());
     }

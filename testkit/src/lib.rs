@@ -148,7 +148,9 @@ pub fn demo_routes() -> Vec<(&'static str, PathBuf)> {
 pub struct Host {
     child: Child,
     pub addr: SocketAddr,
-    _dir: tempfile::TempDir,
+    /// The admin API's address, when it is on.
+    pub admin: Option<SocketAddr>,
+    dir: tempfile::TempDir,
 }
 
 impl Host {
@@ -168,27 +170,60 @@ impl Host {
         let path = dir.path().join("webapp.toml");
         std::fs::write(&path, config).unwrap();
         let log = std::fs::File::create(dir.path().join("host.log")).unwrap();
+        // An admin API on its own ephemeral port, and one compile cache for
+        // every test (inside target/, never the user's).
+        let mut defaults = Vec::new();
+        if !args
+            .iter()
+            .any(|a| *a == "--admin-listen" || *a == "--no-admin")
+        {
+            defaults.extend(["--admin-listen", "127.0.0.1:0"]);
+        }
+        let cache = repo_root().join("target/test-compile-cache");
+        if !args
+            .iter()
+            .any(|a| *a == "--cache-dir" || *a == "--no-cache")
+        {
+            defaults.extend(["--cache-dir", cache.to_str().unwrap()]);
+        }
         let mut child = Command::new(workspace_binary("host"))
             .arg("--config")
             .arg(&path)
             .args(["--listen", listen])
+            .args(&defaults)
             .args(args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
             .expect("starting the host");
-        let addr = wait_for_listen_line(&mut child, &dir.path().join("host.log"));
+        let (addr, admin) = wait_for_listen_lines(&mut child, &dir.path().join("host.log"));
         Host {
             child,
             addr,
-            _dir: dir,
+            admin,
+            dir,
         }
     }
 
     /// The host serving the five demo endpoints.
     pub fn demo() -> Host {
         Host::start(&config_text("", &demo_routes()), &[])
+    }
+
+    /// The config file the host was started with (rewrite it, then reload).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("webapp.toml")
+    }
+
+    /// What the host has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("host.log")).unwrap_or_default()
+    }
+
+    /// An admin API URL.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin.expect("the admin API is on"))
     }
 
     pub fn pid(&self) -> u32 {
@@ -232,20 +267,31 @@ impl Drop for Host {
     }
 }
 
-fn wait_for_listen_line(child: &mut Child, log: &Path) -> SocketAddr {
+/// The app's address, and the admin API's if it printed one first.
+fn wait_for_listen_lines(child: &mut Child, log: &Path) -> (SocketAddr, Option<SocketAddr>) {
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
+        let mut admin = None;
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
-            if let Some(rest) = line.strip_prefix("webapp listening on http://") {
-                let addr = rest.split_whitespace().next().unwrap().parse().unwrap();
-                let _ = tx.send(addr);
+            let addr_after = |prefix: &str| -> Option<SocketAddr> {
+                line.strip_prefix(prefix)?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            };
+            if let Some(addr) = addr_after("admin API listening on http://") {
+                admin = Some(addr);
+            }
+            if let Some(addr) = addr_after("webapp listening on http://") {
+                let _ = tx.send((addr, admin));
             }
         }
     });
     match rx.recv_timeout(Duration::from_secs(120)) {
-        Ok(addr) => addr,
+        Ok(addrs) => addrs,
         Err(_) => {
             let _ = child.kill();
             panic!(
