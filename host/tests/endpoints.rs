@@ -68,17 +68,30 @@ async fn odd_paths_and_methods_leave_the_series_bounded() {
     }
     let text = metrics_text(&host).await;
     let scrape = scrape(&host).await;
-    let paths: BTreeSet<&str> = scrape
+    let request_paths: BTreeSet<&str> = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric.starts_with("webapp_http_request"))
+        .filter_map(|s| s.labels.get("path"))
+        .collect();
+    assert_eq!(
+        request_paths,
+        BTreeSet::from(["unmatched"]),
+        "request path labels"
+    );
+    let mut bounded: BTreeSet<&str> = ENDPOINTS.iter().map(|e| e.0).collect();
+    bounded.insert("unmatched");
+    let all_paths: BTreeSet<&str> = scrape
         .samples
         .iter()
         .filter_map(|s| s.labels.get("path"))
         .collect();
+    assert!(all_paths.is_subset(&bounded), "path labels {all_paths:?}");
     let methods: BTreeSet<&str> = scrape
         .samples
         .iter()
         .filter_map(|s| s.labels.get("method"))
         .collect();
-    assert_eq!(paths, BTreeSet::from(["unmatched"]), "path labels");
     let allowed = BTreeSet::from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "other"]);
     assert!(methods.is_subset(&allowed), "method labels {methods:?}");
     assert_eq!(
