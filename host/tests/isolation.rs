@@ -39,17 +39,6 @@ fn config() -> String {
     text
 }
 
-fn rss_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<u64>()
-        .unwrap()
-        * 1024
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_get_their_answers_while_real_endpoints_keep_theirs() {
     let host = Host::start(&config(), &[]);
@@ -58,7 +47,7 @@ async fn faults_get_their_answers_while_real_endpoints_keep_theirs() {
         get_many(host.url(path), 1, 1).await;
     }
     assert_demo_endpoints_answer(&host).await;
-    let baseline = rss_bytes(host.pid());
+    let baseline = host.rss_bytes();
 
     let mut faults = Vec::new();
     for (path, _, status, _, deadline) in FAULTS {
@@ -133,7 +122,7 @@ async fn faults_get_their_answers_while_real_endpoints_keep_theirs() {
     }
 
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let after = rss_bytes(host.pid());
+    let after = host.rss_bytes();
     eprintln!("fault matrix (route, seconds to answer one):");
     for (path, seconds) in &matrix {
         eprintln!("  {path:<22} {seconds:.3}");

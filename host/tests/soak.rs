@@ -15,17 +15,6 @@ const FAULTS: &[(&str, &str, u16)] = &[
     ("/fault/spin", "timeout = \"500ms\"\n", 504),
 ];
 
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<f64>()
-        .unwrap()
-        / 1024.0
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_traffic_and_faults_for_minutes_lose_nothing_and_leak_nothing() {
     let seconds: u64 = std::env::var("SOAK_SECONDS")
@@ -69,7 +58,7 @@ async fn mixed_traffic_and_faults_for_minutes_lose_nothing_and_leak_nothing() {
         );
         faults_sent += 1;
         if Instant::now() >= next_sample {
-            rss.push(rss_mib(host.pid()));
+            rss.push(host.rss_bytes() as f64 / (1 << 20) as f64);
             next_sample += Duration::from_secs(5);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

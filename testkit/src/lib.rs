@@ -226,6 +226,14 @@ impl Host {
         format!("http://{}{path}", self.admin.expect("the admin API is on"))
     }
 
+    /// The host process's resident memory, from /proc.
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        kib * 1024
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
