@@ -12,7 +12,7 @@ cargo build --release -q -p host
 host=target/release/host
 wasm=components/target/wasm32-wasip2/release
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 wait_ready() { until curl -sf -o /dev/null "http://127.0.0.1:$1/healthz"; do sleep 0.002; done; }
 

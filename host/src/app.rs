@@ -44,6 +44,8 @@ pub struct App {
     /// Requests inside components at once: past the cap, 503.
     in_flight: Arc<Semaphore>,
     max_body_bytes: u64,
+    /// Whether the engine meters fuel (every store then needs some).
+    fuel_metered: bool,
     /// Set when a stop signal arrives: `/readyz` turns 503.
     stopping: AtomicBool,
 }
@@ -142,7 +144,12 @@ impl RouteSet {
 }
 
 impl App {
-    pub fn new(config: &Config, routes: RouteSet, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        config: &Config,
+        routes: RouteSet,
+        metrics: Arc<Metrics>,
+        fuel_metered: bool,
+    ) -> Self {
         for endpoint in routes.endpoints() {
             metrics.set_component(&endpoint.path, None, &endpoint.component().digest);
         }
@@ -151,6 +158,7 @@ impl App {
             metrics,
             in_flight: Arc::new(Semaphore::new(config.http.max_in_flight)),
             max_body_bytes: config.http.max_body_bytes,
+            fuel_metered,
             stopping: AtomicBool::new(false),
         }
     }
@@ -220,7 +228,14 @@ impl App {
         let report =
             self.failure_report(endpoint.path.clone(), record.method, body_exceeded.clone());
         let component = endpoint.component();
-        let invocation = guest::invoke(&component.pre, request, &endpoint.limits, report).await;
+        let invocation = guest::invoke(
+            &component.pre,
+            request,
+            &endpoint.limits,
+            self.fuel_metered,
+            report,
+        )
+        .await;
         if let Some(elapsed) = invocation.instantiation {
             self.metrics.observe_instantiation(&endpoint.path, elapsed);
         }
@@ -280,7 +295,7 @@ struct RequestRecord {
 
 impl RequestRecord {
     fn start(metrics: Arc<Metrics>, method: &'static str) -> Self {
-        metrics.in_flight().inc();
+        metrics.track_in_flight(true);
         Self {
             metrics,
             method,
@@ -309,7 +324,7 @@ impl RequestRecord {
 
 impl Drop for RequestRecord {
     fn drop(&mut self) {
-        self.metrics.in_flight().dec();
+        self.metrics.track_in_flight(false);
         if let Some((path, status)) = &self.outcome {
             self.metrics
                 .observe_request(self.method, path, *status, self.started.elapsed());

@@ -77,6 +77,11 @@ pub struct Args {
     #[arg(long)]
     pub no_watch: bool,
 
+    /// Do not record per-request metrics (process and component metrics
+    /// stay); only useful to measure what metrics cost [file: request_metrics = false].
+    #[arg(long)]
+    pub no_request_metrics: bool,
+
     /// Component instances alive at once (requests inside guests at once);
     /// sizes the pooling allocator [file: pool.max_instances; default 1000].
     #[arg(long, env = "WEBAPP_MAX_INSTANCES")]
@@ -98,6 +103,7 @@ impl Args {
             cache_dir: self.cache_dir.clone(),
             no_cache: self.no_cache,
             no_watch: self.no_watch,
+            no_request_metrics: self.no_request_metrics,
         }
     }
 }

@@ -48,6 +48,8 @@ pub struct Config {
     pub cache_dir: Option<PathBuf>,
     /// Whether routed component files are watched and swapped in when they change.
     pub watch: bool,
+    /// Whether per-request metrics are recorded (off only to measure their cost).
+    pub request_metrics: bool,
     pub routes: Vec<RouteConfig>,
 }
 
@@ -111,6 +113,7 @@ pub struct Overrides {
     pub cache_dir: Option<PathBuf>,
     pub no_cache: bool,
     pub no_watch: bool,
+    pub no_request_metrics: bool,
 }
 
 #[derive(Deserialize)]
@@ -132,6 +135,7 @@ struct FileConfig {
     admin: FileAdmin,
     cache_dir: Option<PathBuf>,
     watch: Option<bool>,
+    request_metrics: Option<bool>,
     #[serde(default, rename = "route")]
     routes: Vec<FileRoute>,
 }
@@ -355,6 +359,7 @@ impl Config {
             admin_token,
             cache_dir,
             watch: !overrides.no_watch && file.watch.unwrap_or(true),
+            request_metrics: !overrides.no_request_metrics && file.request_metrics.unwrap_or(true),
             routes,
         })
     }

@@ -113,6 +113,7 @@ pub async fn invoke(
     pre: &ProxyPre<RequestState>,
     request: Request<LimitedBody<Incoming>>,
     limits: &GuestLimits,
+    fuel_metered: bool,
     report: Report,
 ) -> Invocation {
     let deadline = Instant::now() + limits.timeout;
@@ -126,18 +127,10 @@ pub async fn invoke(
 
     let mut store = Store::new(pre.engine(), RequestState::new(limits.max_memory_bytes));
     store.limiter(|state| &mut state.memory);
-    match limits.fuel {
-        Some(fuel) => {
-            if let Err(e) = store.set_fuel(fuel) {
-                return failed(None, GuestFailure::Instantiate(e));
-            }
-        }
-        // When another route turned fuel on in the engine, every store needs
-        // some: routes without a budget get all there is. (With fuel off,
-        // this fails harmlessly.)
-        None => {
-            let _ = store.set_fuel(u64::MAX);
-        }
+    // With fuel metering on, every store needs fuel: routes without a
+    // budget get all there is. With it off, there is nothing to set.
+    if fuel_metered && let Err(e) = store.set_fuel(limits.fuel.unwrap_or(u64::MAX)) {
+        return failed(None, GuestFailure::Instantiate(e));
     }
     store.set_epoch_deadline(1);
     // tokio's yield_now, unlike a plain self-wake, lets the worker poll its

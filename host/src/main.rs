@@ -57,9 +57,17 @@ fn run(args: &cli::Args) -> Result<()> {
         fuel,
         config.cache_dir.clone(),
     )?);
-    let metrics = Arc::new(metrics::Metrics::new(&config.metrics_prefix)?);
+    let metrics = Arc::new(metrics::Metrics::new(
+        &config.metrics_prefix,
+        config.request_metrics,
+    )?);
     let routes = app::RouteSet::load(&config.routes, &engine, None)?;
-    let app = Arc::new(app::App::new(&config, routes, metrics));
+    let app = Arc::new(app::App::new(
+        &config,
+        routes,
+        metrics,
+        engine.meters_fuel(),
+    ));
     let control = Arc::new(swap::Control::new(
         app.clone(),
         engine,

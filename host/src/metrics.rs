@@ -30,6 +30,9 @@ const INSTANTIATION_BUCKETS: &[f64] = &[
 ];
 
 pub struct Metrics {
+    /// Off, per-request metrics are not recorded (to measure what they cost);
+    /// process and component metrics still are.
+    per_request: bool,
     registry: Registry,
     request_duration: HistogramVec,
     request_total: CounterVec,
@@ -46,7 +49,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(prefix: &str) -> Result<Self> {
+    pub fn new(prefix: &str, per_request: bool) -> Result<Self> {
         let registry = Registry::new();
         let name = |suffix: &str| format!("{prefix}_{suffix}");
 
@@ -142,6 +145,7 @@ impl Metrics {
         let process = ProcessMetrics::register(&registry)?;
 
         Ok(Self {
+            per_request,
             registry,
             request_duration,
             request_total,
@@ -160,6 +164,9 @@ impl Metrics {
 
     /// Counts one finished request; `path` is a route or `UNMATCHED_PATH`.
     pub fn observe_request(&self, method: &str, path: &str, status: StatusCode, elapsed: Duration) {
+        if !self.per_request {
+            return;
+        }
         let status = status.as_str();
         self.request_duration
             .with_label_values(&[method, path, status])
@@ -178,6 +185,9 @@ impl Metrics {
     }
 
     pub fn observe_instantiation(&self, path: &str, elapsed: Duration) {
+        if !self.per_request {
+            return;
+        }
         self.instantiation
             .with_label_values(&[path])
             .observe(elapsed.as_secs_f64());
@@ -209,8 +219,16 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    pub fn in_flight(&self) -> &IntGauge {
-        &self.in_flight
+    /// Counts a request in (`true`) or out of flight.
+    pub fn track_in_flight(&self, entering: bool) {
+        if !self.per_request {
+            return;
+        }
+        if entering {
+            self.in_flight.inc();
+        } else {
+            self.in_flight.dec();
+        }
     }
 
     pub fn connection_opened(&self) {
@@ -245,7 +263,7 @@ mod tests {
 
     #[test]
     fn prefix_names_every_http_family() {
-        let m = Metrics::new("flask").unwrap();
+        let m = Metrics::new("flask", true).unwrap();
         m.observe_request("GET", "/ep_one", StatusCode::OK, Duration::from_millis(30));
         m.observe_guest_failure("GET", "/x", "trap", StatusCode::INTERNAL_SERVER_ERROR);
         m.observe_instantiation("/x", Duration::from_micros(40));
@@ -266,8 +284,21 @@ mod tests {
     }
 
     #[test]
+    fn per_request_metrics_can_be_off() {
+        let m = Metrics::new("webapp", false).unwrap();
+        m.observe_request("GET", "/a", StatusCode::OK, Duration::from_millis(3));
+        m.observe_instantiation("/a", Duration::from_micros(40));
+        m.track_in_flight(true);
+        let text = m.render();
+        assert!(!text.contains("webapp_http_request_total{"), "{text}");
+        assert!(!text.contains("webapp_wasm_instantiation_duration_seconds_count{"));
+        assert!(text.contains("webapp_http_requests_in_flight 0"));
+        assert!(text.contains("process_cpu_seconds_total"));
+    }
+
+    #[test]
     fn durations_use_the_python_client_buckets() {
-        let m = Metrics::new("webapp").unwrap();
+        let m = Metrics::new("webapp", true).unwrap();
         m.observe_request("GET", "/a", StatusCode::OK, Duration::from_millis(300));
         let text = m.render();
         let les: Vec<&str> = text

@@ -187,6 +187,12 @@ impl Control {
     pub async fn reload(&self) -> Result<Reloaded, SwapError> {
         let config = Config::load(&self.config_path, &self.overrides)
             .map_err(|e| SwapError::Rejected(format!("{e:#}")))?;
+        if !self.engine.meters_fuel() && config.routes.iter().any(|r| r.limits.fuel.is_some()) {
+            return Err(SwapError::Rejected(
+                "a route now sets `fuel`, but fuel metering is chosen at start: restart the host"
+                    .into(),
+            ));
+        }
         let current = self.app.routes();
         let engine = self.engine.clone();
         let previous = current.clone();

@@ -38,10 +38,10 @@ impl endpoint_guest::bindings::exports::wasi::http::incoming_handler::Guest for 
             "alloc" => allocate_forever(),
             // Sends headers, then a body that never ends.
             "stream-forever" => stream_forever(out),
-            // Answers normally, but only after 1.5 s: a long request in flight.
+            // Answers normally, but only after 3 s: a long request in flight.
             "slow" => {
                 endpoint_guest::bindings::wasi::clocks::monotonic_clock::subscribe_duration(
-                    1_500_000_000,
+                    3_000_000_000,
                 )
                 .block();
                 endpoint_guest::respond(out, 200, b"slow")
