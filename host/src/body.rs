@@ -76,18 +76,19 @@ where
     }
 }
 
-/// How a guest's run ended, sent by its task when it is done.
-pub type GuestEnd = oneshot::Receiver<Result<(), String>>;
+/// How a guest's run ended, sent by its task when it is done (the failure
+/// itself, `E`, only matters to whoever counts it).
+pub type GuestEnd<E> = oneshot::Receiver<Result<(), E>>;
 
 /// A guest's response body that ends only when the guest has ended, and in
 /// an error if the guest failed.
-pub struct GuestBody {
+pub struct GuestBody<E> {
     inner: HyperOutgoingBody,
-    end: Option<GuestEnd>,
+    end: Option<GuestEnd<E>>,
 }
 
-impl GuestBody {
-    pub fn new(inner: HyperOutgoingBody, end: GuestEnd) -> Self {
+impl<E> GuestBody<E> {
+    pub fn new(inner: HyperOutgoingBody, end: GuestEnd<E>) -> Self {
         Self {
             inner,
             end: Some(end),
@@ -95,7 +96,7 @@ impl GuestBody {
     }
 }
 
-impl Body for GuestBody {
+impl<E> Body for GuestBody<E> {
     type Data = Bytes;
     type Error = wasmtime_wasi_http::Error;
 
@@ -136,15 +137,20 @@ mod tests {
     use super::*;
     use http_body_util::{BodyExt, Full};
 
+    /// `bytes` in one frame, limited to `limit`, with its "exceeded" flag.
+    fn limited(
+        bytes: &'static [u8],
+        limit: u64,
+    ) -> (impl Body<Data = Bytes, Error = ErrorCode>, Arc<AtomicBool>) {
+        let exceeded = Arc::new(AtomicBool::new(false));
+        let full =
+            Full::new(Bytes::from_static(bytes)).map_err(|never| -> ErrorCode { match never {} });
+        (LimitedBody::new(full, limit, exceeded.clone()), exceeded)
+    }
+
     #[tokio::test]
     async fn a_body_within_its_limit_passes_whole() {
-        let exceeded = Arc::new(AtomicBool::new(false));
-        let body = LimitedBody::new(
-            Full::new(Bytes::from_static(b"hello"))
-                .map_err(|never| -> ErrorCode { match never {} }),
-            5,
-            exceeded.clone(),
-        );
+        let (body, exceeded) = limited(b"hello", 5);
         let bytes = body.collect().await.unwrap().to_bytes();
         assert_eq!(&bytes[..], b"hello");
         assert!(!exceeded.load(Ordering::Relaxed));
@@ -152,13 +158,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_body_over_its_limit_fails_and_says_so() {
-        let exceeded = Arc::new(AtomicBool::new(false));
-        let body = LimitedBody::new(
-            Full::new(Bytes::from_static(b"abcdef"))
-                .map_err(|never| -> ErrorCode { match never {} }),
-            4,
-            exceeded.clone(),
-        );
+        let (body, exceeded) = limited(b"abcdef", 4);
         assert!(body.collect().await.is_err());
         assert!(exceeded.load(Ordering::Relaxed));
     }
@@ -171,7 +171,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_guest_body_ends_cleanly_when_its_guest_succeeded() {
-        let (tx, rx) = oneshot::channel();
+        let (tx, rx) = oneshot::channel::<Result<(), String>>();
         tx.send(Ok(())).unwrap();
         let bytes = GuestBody::new(outgoing(b"ok"), rx)
             .collect()
@@ -183,7 +183,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_guest_body_ends_in_an_error_when_its_guest_failed() {
-        let (tx, rx) = oneshot::channel();
+        let (tx, rx) = oneshot::channel::<Result<(), String>>();
         tx.send(Err("trapped".into())).unwrap();
         assert!(
             GuestBody::new(outgoing(b"partial"), rx)
@@ -203,7 +203,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_guest_body_waits_for_its_guest_to_end() {
-        let (tx, rx) = oneshot::channel();
+        let (tx, rx) = oneshot::channel::<Result<(), String>>();
         let mut body = GuestBody::new(outgoing(b"x"), rx);
         assert!(body.frame().await.unwrap().is_ok());
         let pending =

@@ -101,7 +101,7 @@ pub type Report = Arc<dyn Fn(&GuestFailure) + Send + Sync>;
 pub struct Invocation {
     /// How long creating the instance took, when it was created.
     pub instantiation: Option<Duration>,
-    pub result: Result<Response<GuestBody>, GuestFailure>,
+    pub result: Result<Response<GuestBody<GuestFailure>>, GuestFailure>,
 }
 
 /// Instantiates the component and lets it handle `request` within `limits`.
@@ -162,9 +162,8 @@ pub async fn invoke(
     };
     let instantiation = Some(started.elapsed());
 
-    // The guest's end goes to the response body (which must end in an error
-    // if the guest failed) and, when no response came, back here.
-    let (end_sender, end) = oneshot::channel();
+    // How the guest ended goes to the response body when a response came
+    // (the body must end in an error if the guest failed), else back here.
     let (outcome_sender, outcome) = oneshot::channel();
     let task_report = report.clone();
     tokio::spawn(async move {
@@ -180,14 +179,13 @@ pub async fn invoke(
         if let Err(failure) = &result {
             task_report(failure);
         }
-        let _ = end_sender.send(result.as_ref().map(|_| ()).map_err(ToString::to_string));
         let _ = outcome_sender.send(result);
     });
 
     // Failures the task saw are reported by the task; the two it cannot
     // see (it returned normally) are reported here.
     let result = match receiver.await {
-        Ok(Ok(response)) => Ok(response.map(|body| GuestBody::new(body, end))),
+        Ok(Ok(response)) => Ok(response.map(|body| GuestBody::new(body, outcome))),
         Ok(Err(code)) => {
             let failure = GuestFailure::ErrorCode(code);
             report(&failure);

@@ -41,6 +41,12 @@ async fn admin(
     )
 }
 
+/// Uploads `file`'s bytes as the `/swap` route's new component.
+async fn upload(host: &Host, file: &Path) -> (u16, Value) {
+    let bytes = std::fs::read(file).unwrap();
+    admin(host, "PUT", "/routes/swap/component", bytes, None).await
+}
+
 async fn digest_of(host: &Host, route: &str) -> String {
     let (status, routes) = admin(host, "GET", "/routes", vec![], None).await;
     assert_eq!(status, 200);
@@ -127,14 +133,7 @@ async fn twenty_swaps_under_load_fail_no_request() {
         if i % 4 < 2 {
             rename_into_place(source, &file);
         } else {
-            let (status, answer) = admin(
-                &host,
-                "PUT",
-                "/routes/swap/component",
-                std::fs::read(source).unwrap(),
-                None,
-            )
-            .await;
+            let (status, answer) = upload(&host, source).await;
             assert_eq!(status, 200, "{answer}");
             assert_eq!(answer["digest"], expected.as_str());
         }
@@ -225,14 +224,7 @@ async fn bad_versions_are_rejected_and_the_old_one_serves_on() {
 
     // Through the admin API: a clear error, nothing changes.
     for (path, reason) in bad.iter().zip(reasons) {
-        let (status, answer) = admin(
-            &host,
-            "PUT",
-            "/routes/swap/component",
-            std::fs::read(path).unwrap(),
-            None,
-        )
-        .await;
+        let (status, answer) = upload(&host, path).await;
         assert_eq!(status, 422, "{answer}");
         let error = answer["error"].as_str().unwrap();
         assert!(error.contains(reason), "{path:?}: {error}");
