@@ -76,22 +76,36 @@ where
     }
 }
 
-/// How a guest's run ended, sent by its task when it is done (the failure
-/// itself, `E`, only matters to whoever counts it).
+/// How a guest that is still running ends, sent by whoever runs it: `Err`
+/// if it failed (the failure itself only matters to whoever counts it).
 pub type GuestEnd<E> = oneshot::Receiver<Result<(), E>>;
 
 /// A guest's response body that ends only when the guest has ended, and in
 /// an error if the guest failed.
 pub struct GuestBody<E> {
     inner: HyperOutgoingBody,
+    /// How the guest ends, while it runs.
     end: Option<GuestEnd<E>>,
+    /// The guest failed and the body has not said so yet.
+    failed: bool,
 }
 
 impl<E> GuestBody<E> {
+    /// The body of a guest still running (elsewhere), ending as `end` says.
     pub fn new(inner: HyperOutgoingBody, end: GuestEnd<E>) -> Self {
         Self {
             inner,
             end: Some(end),
+            failed: false,
+        }
+    }
+
+    /// The body of a guest that has already ended, as `ended` says.
+    pub fn ended(inner: HyperOutgoingBody, ended: Result<(), E>) -> Self {
+        Self {
+            inner,
+            end: None,
+            failed: ended.is_err(),
         }
     }
 }
@@ -108,23 +122,23 @@ impl<E> Body for GuestBody<E> {
         if let Some(frame) = ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
             return Poll::Ready(Some(frame));
         }
-        let Some(end) = this.end.as_mut() else {
-            return Poll::Ready(None);
-        };
-        let outcome = ready!(Pin::new(end).poll(cx));
-        this.end = None;
-        match outcome {
-            Ok(Ok(())) => Poll::Ready(None),
-            // Failed, or its task vanished: the body is incomplete.
-            Ok(Err(_)) | Err(_) => Poll::Ready(Some(Err(ErrorCode::InternalError(Some(
+        if let Some(end) = this.end.as_mut() {
+            let outcome = ready!(Pin::new(end).poll(cx));
+            this.end = None;
+            // Failed, or whoever ran it vanished: the body is incomplete.
+            this.failed = !matches!(outcome, Ok(Ok(())));
+        }
+        if std::mem::take(&mut this.failed) {
+            return Poll::Ready(Some(Err(ErrorCode::InternalError(Some(
                 "the component failed while sending the body".into(),
             ))
-            .into()))),
+            .into())));
         }
+        Poll::Ready(None)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.end.is_none() && self.inner.is_end_stream()
+        self.end.is_none() && !self.failed && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -179,6 +193,8 @@ mod tests {
             .unwrap()
             .to_bytes();
         assert_eq!(&bytes[..], b"ok");
+        let ended = GuestBody::<String>::ended(outgoing(b"ok"), Ok(()));
+        assert_eq!(&ended.collect().await.unwrap().to_bytes()[..], b"ok");
     }
 
     #[tokio::test]
@@ -199,6 +215,8 @@ mod tests {
                 .await
                 .is_err()
         );
+        let ended = GuestBody::ended(outgoing(b"partial"), Err("trapped".to_string()));
+        assert!(ended.collect().await.is_err());
     }
 
     #[tokio::test]

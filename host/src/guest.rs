@@ -1,27 +1,28 @@
 //! Running one request through a component.
 //!
 //! Every request gets a fresh instance from the route's pre-instantiated
-//! `ProxyPre`, so requests share nothing. The guest runs in its own task:
-//! the response goes back as soon as the guest sets it, while the guest may
-//! keep streaming the body (which then lasts until the guest ends, see
-//! `body.rs`). The route's limits apply: a deadline (epoch yields plus a
+//! `ProxyPre`, so requests share nothing. The response goes back as soon as
+//! the guest sets it, while the guest may keep streaming the body (which
+//! then lasts until the guest ends, see `body.rs`). The route's limits apply: a deadline (epoch yields plus a
 //! timeout), a memory cap, optional fuel. Whatever the guest does wrong
 //! becomes a [`GuestFailure`] the caller can answer and count; none of it can
 //! take the host down.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use tokio::sync::oneshot;
-use tokio::time::{Instant, timeout_at};
+use tokio::time::{Instant, sleep_until};
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 
-use crate::body::{GuestBody, LimitedBody};
+use crate::body::{GuestBody, GuestEnd, LimitedBody};
 use crate::config::GuestLimits;
 use crate::state::{MemoryLimitExceeded, RequestState};
 
@@ -104,11 +105,19 @@ pub struct Invocation {
     pub result: Result<Response<GuestBody<GuestFailure>>, GuestFailure>,
 }
 
+/// A guest's run from its call to its end.
+type GuestRun = Pin<Box<dyn Future<Output = Result<(), GuestFailure>> + Send>>;
+
 /// Instantiates the component and lets it handle `request` within `limits`.
 ///
-/// `report` is called once if the guest fails, whenever that is: before its
-/// response (the failure is also returned) or while streaming the body (the
-/// body then ends in an error).
+/// The guest runs on the calling task until it ends or sets its response,
+/// which for most guests is the same moment: no task, no hand-over per
+/// request. A guest still running after setting its response (one that
+/// streams its body) moves to a task of its own, so hyper's writing and the
+/// guest's producing are scheduled apart and one streaming guest cannot
+/// hold a worker thread between its epoch yields. `report` is called once if the guest fails,
+/// whenever that is: before its response (the failure is also returned) or
+/// while streaming the body (the body then ends in an error).
 pub async fn invoke(
     pre: &ProxyPre<RequestState>,
     request: Request<LimitedBody<Incoming>>,
@@ -116,7 +125,8 @@ pub async fn invoke(
     fuel_metered: bool,
     report: Report,
 ) -> Invocation {
-    let deadline = Instant::now() + limits.timeout;
+    // One timer for the whole request: instantiation and the call.
+    let mut expiry = Box::pin(sleep_until(Instant::now() + limits.timeout));
     let failed = |instantiation, failure: GuestFailure| {
         report(&failure);
         Invocation {
@@ -143,7 +153,7 @@ pub async fn invoke(
         ))
     });
 
-    let (sender, receiver) = oneshot::channel();
+    let (sender, mut receiver) = oneshot::channel();
     let resources = {
         let mut http = store.data_mut().http();
         http.new_incoming_request(Scheme::Http, request)
@@ -155,57 +165,85 @@ pub async fn invoke(
     };
 
     let started = Instant::now();
-    let proxy = match timeout_at(deadline, pre.instantiate_async(&mut store)).await {
-        Ok(Ok(proxy)) => proxy,
-        Ok(Err(e)) => return failed(None, GuestFailure::Instantiate(e)),
-        Err(_) => return failed(None, GuestFailure::Timeout),
+    let instantiated = tokio::select! {
+        biased;
+        instantiated = pre.instantiate_async(&mut store) => instantiated,
+        () = &mut expiry => return failed(None, GuestFailure::Timeout),
+    };
+    let proxy = match instantiated {
+        Ok(proxy) => proxy,
+        Err(e) => return failed(None, GuestFailure::Instantiate(e)),
     };
     let instantiation = Some(started.elapsed());
 
-    // How the guest ended goes to the response body when a response came
-    // (the body must end in an error if the guest failed), else back here.
-    let (outcome_sender, outcome) = oneshot::channel();
-    let task_report = report.clone();
-    tokio::spawn(async move {
-        let handler = proxy.wasi_http_incoming_handler();
-        let call = handler.call_handle(&mut store, request, outparam);
-        let result = match timeout_at(deadline, call).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(GuestFailure::from_error(e)),
-            Err(_) => Err(GuestFailure::Timeout),
+    let guest_report = report.clone();
+    let mut guest: GuestRun = Box::pin(async move {
+        let result = {
+            let handler = proxy.wasi_http_incoming_handler();
+            tokio::select! {
+                biased;
+                ended = handler.call_handle(&mut store, request, outparam) => {
+                    ended.map_err(GuestFailure::from_error)
+                }
+                () = expiry => Err(GuestFailure::Timeout),
+            }
         };
-        // Dropping the store drops an unset outparam: `receiver` then wakes.
+        // Dropping the store drops an unset outparam: `receiver` then closes.
         drop(store);
         if let Err(failure) = &result {
-            task_report(failure);
+            guest_report(failure);
         }
-        let _ = outcome_sender.send(result);
+        result
     });
 
-    // Failures the task saw are reported by the task; the two it cannot
-    // see (it returned normally) are reported here.
-    let result = match receiver.await {
-        Ok(Ok(response)) => Ok(response.map(|body| GuestBody::new(body, outcome))),
-        Ok(Err(code)) => {
+    let ended = tokio::select! {
+        biased;
+        set = &mut receiver => match set {
+            Ok(Ok(response)) => {
+                return Invocation {
+                    instantiation,
+                    result: Ok(response.map(|body| GuestBody::new(body, run_apart(guest)))),
+                };
+            }
+            // The answer is known (an error); the guest may go on: let it
+            // end on its own.
+            Ok(Err(code)) => {
+                drop(run_apart(guest));
+                return failed(instantiation, GuestFailure::ErrorCode(code));
+            }
+            // Dropped unset: how the guest ends says why.
+            Err(_) => (&mut guest).await,
+        },
+        ended = &mut guest => ended,
+    };
+    // The guest has ended (most do before their response is even looked
+    // at): what it left in the outparam, and how it ended, say the rest.
+    // A failure in `ended` was reported by the guest's future.
+    let result = match (receiver.try_recv(), ended) {
+        (Ok(Ok(response)), ended) => Ok(response.map(|body| GuestBody::ended(body, ended))),
+        (_, Err(failure)) => Err(failure),
+        (Ok(Err(code)), Ok(())) => {
             let failure = GuestFailure::ErrorCode(code);
             report(&failure);
             Err(failure)
         }
-        // The outparam was dropped unset: the guest has ended, and how it
-        // ended says why.
-        Err(_) => match outcome.await {
-            Ok(Err(failure)) => Err(failure),
-            Ok(Ok(())) => {
-                report(&GuestFailure::NoResponse);
-                Err(GuestFailure::NoResponse)
-            }
-            Err(_) => Err(GuestFailure::Trap(wasmtime::format_err!(
-                "the guest task vanished"
-            ))),
-        },
+        (Err(_), Ok(())) => {
+            report(&GuestFailure::NoResponse);
+            Err(GuestFailure::NoResponse)
+        }
     };
     Invocation {
         instantiation,
         result,
     }
+}
+
+/// Lets `guest` run to its end (or deadline) on a task of its own; says how
+/// it ended. Its failures are reported by the guest's future itself.
+fn run_apart(guest: GuestRun) -> GuestEnd<GuestFailure> {
+    let (sender, end) = oneshot::channel();
+    tokio::spawn(async move {
+        let _ = sender.send(guest.await);
+    });
+    end
 }

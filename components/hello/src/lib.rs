@@ -1,25 +1,49 @@
-//! The benchmark component: `.../sleep` answers 200 `hello` after exactly
-//! 100 ms (for concurrency sweeps, where the guest's own time is known), any
-//! other path answers 200 `hello` at once (for per-request cost).
+//! The benchmark component: any path answers 200 `hello` at once (for
+//! per-request cost), except `.../sleep`, which answers after exactly
+//! 100 ms, or `ms` milliseconds with `.../sleep?ms=N` (for concurrency
+//! sweeps, where the guest's own time must be known).
 
 #![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 
 use endpoint_guest::bindings::wasi::clocks::monotonic_clock;
 use endpoint_guest::bindings::wasi::http::types::{IncomingRequest, ResponseOutparam};
 
-/// The sleep of `.../sleep`, in nanoseconds.
-pub const SLEEP_NANOS: u64 = 100_000_000;
+/// The sleep of `.../sleep` without `ms`, in milliseconds.
+pub const DEFAULT_SLEEP_MS: u64 = 100;
+/// The longest sleep `ms` may ask for: a minute.
+pub const MAX_SLEEP_MS: u64 = 60_000;
+
+/// How long to sleep before answering `path_with_query`, in milliseconds:
+/// `None` for an immediate answer. An `ms` that is not a number, or above
+/// [`MAX_SLEEP_MS`], is `Err` (answered 400: a benchmark must not silently
+/// measure some other sleep).
+pub fn sleep_ms(path_with_query: &str) -> Result<Option<u64>, ()> {
+    let (path, query) = path_with_query
+        .split_once('?')
+        .unwrap_or((path_with_query, ""));
+    if !path.ends_with("/sleep") {
+        return Ok(None);
+    }
+    let asked = query.split('&').find_map(|pair| pair.strip_prefix("ms="));
+    match asked {
+        None => Ok(Some(DEFAULT_SLEEP_MS)),
+        Some(ms) => match ms.parse::<u64>() {
+            Ok(ms) if ms <= MAX_SLEEP_MS => Ok(Some(ms)),
+            _ => Err(()),
+        },
+    }
+}
 
 struct Hello;
 
 impl endpoint_guest::bindings::exports::wasi::http::incoming_handler::Guest for Hello {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
-        let sleep = request
-            .path_with_query()
-            .is_some_and(|p| p.ends_with("/sleep"));
+        let sleep = sleep_ms(&request.path_with_query().unwrap_or_default());
         drop(request);
-        if sleep {
-            monotonic_clock::subscribe_duration(SLEEP_NANOS).block();
+        match sleep {
+            Ok(Some(ms)) => monotonic_clock::subscribe_duration(ms * 1_000_000).block(),
+            Ok(None) => {}
+            Err(()) => return endpoint_guest::respond(out, 400, b"ms: a number up to 60000\n"),
         }
         endpoint_guest::respond(out, 200, b"hello");
     }
@@ -27,3 +51,26 @@ impl endpoint_guest::bindings::exports::wasi::http::incoming_handler::Guest for 
 
 #[cfg(target_arch = "wasm32")]
 endpoint_guest::bindings::export_endpoint!(Hello with_types_in endpoint_guest::bindings);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_sleep_paths_sleep() {
+        assert_eq!(sleep_ms("/hello"), Ok(None));
+        assert_eq!(sleep_ms("/hello?ms=5"), Ok(None));
+        assert_eq!(sleep_ms("/sleepy"), Ok(None));
+        assert_eq!(sleep_ms("/hello/sleep"), Ok(Some(DEFAULT_SLEEP_MS)));
+    }
+
+    #[test]
+    fn ms_sets_the_sleep_within_bounds() {
+        assert_eq!(sleep_ms("/hello/sleep?ms=1000"), Ok(Some(1000)));
+        assert_eq!(sleep_ms("/hello/sleep?x=1&ms=0"), Ok(Some(0)));
+        assert_eq!(sleep_ms("/hello/sleep?ms=60000"), Ok(Some(60_000)));
+        assert_eq!(sleep_ms("/hello/sleep?ms=60001"), Err(()));
+        assert_eq!(sleep_ms("/hello/sleep?ms=soon"), Err(()));
+        assert_eq!(sleep_ms("/hello/sleep?ms=-1"), Err(()));
+    }
+}
