@@ -96,6 +96,14 @@ impl WasmEngine {
         }
         config
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling))
+            // Copy each instance's data segments into its memory instead of
+            // mapping the compiled image copy-on-write: the mapping splits
+            // every busy memory slot into three more kernel mappings, and at
+            // ~10,000 instances in flight that passes the kernel's limit
+            // (vm.max_map_count, 65,530) and instantiation fails with ENOMEM.
+            // A Rust component's image is a few KiB: copying costs nothing
+            // measurable.
+            .memory_init_cow(false)
             .epoch_interruption(true)
             .consume_fuel(fuel);
         let engine = Engine::new(&config).map_err(|e| {

@@ -3,8 +3,9 @@
 //! Every request gets a fresh instance from the route's pre-instantiated
 //! `ProxyPre`, so requests share nothing. The response goes back as soon as
 //! the guest sets it, while the guest may keep streaming the body (which
-//! then lasts until the guest ends, see `body.rs`). The route's limits apply: a deadline (epoch yields plus a
-//! timeout), a memory cap, optional fuel. Whatever the guest does wrong
+//! then lasts until the guest ends, see `body.rs`). The route's limits
+//! apply: a deadline (epoch yields plus a timeout), a memory cap, optional
+//! fuel. Whatever the guest does wrong
 //! becomes a [`GuestFailure`] the caller can answer and count; none of it can
 //! take the host down.
 
@@ -115,9 +116,11 @@ type GuestRun = Pin<Box<dyn Future<Output = Result<(), GuestFailure>> + Send>>;
 /// request. A guest still running after setting its response (one that
 /// streams its body) moves to a task of its own, so hyper's writing and the
 /// guest's producing are scheduled apart and one streaming guest cannot
-/// hold a worker thread between its epoch yields. `report` is called once if the guest fails,
-/// whenever that is: before its response (the failure is also returned) or
-/// while streaming the body (the body then ends in an error).
+/// hold a worker thread between its epoch yields.
+///
+/// `report` is called once if the guest fails, whenever that is: before its
+/// response (the failure is also returned) or while streaming the body (the
+/// body then ends in an error).
 pub async fn invoke(
     pre: &ProxyPre<RequestState>,
     request: Request<LimitedBody<Incoming>>,

@@ -28,17 +28,18 @@ mod swap;
 mod watch;
 
 use std::process::ExitCode;
-
-/// Every request allocates and frees a few dozen small objects across
-/// threads (store, WASI context, instance, bodies): mimalloc's per-thread
-/// free lists do that faster than glibc's malloc.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::sync::Arc;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use wasmtime::{Result, format_err};
+
+/// Every request allocates and frees a few dozen small objects across
+/// threads (store, WASI context, instances, bodies): mimalloc does that
+/// faster than glibc's malloc, and with 10,000 requests in flight it holds
+/// less memory (arena commit on demand: `.cargo/config.toml`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let args = cli::Args::parse();
@@ -102,8 +103,7 @@ fn run(args: &cli::Args) -> Result<()> {
                 }
             });
         }
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
+        let listener = server::listen(config.listen)
             .map_err(|e| format_err!("cannot listen on {}: {e}", config.listen))?;
         let addr = listener.local_addr()?;
         println!("webapp listening on http://{addr} (metrics at http://{addr}/metrics)");

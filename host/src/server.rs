@@ -13,6 +13,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,11 +22,29 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 
 use crate::app::App;
 use crate::config::Config;
+
+/// Connections the kernel may queue before the server accepts them (capped
+/// by `net.core.somaxconn`). The std default, 128, overflows when thousands
+/// of clients connect at once: dropped SYNs are retried after a second or
+/// more, which shows up as a second of latency.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Listens on `addr` with a backlog fit for thousands of clients at once.
+pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
 
 pub async fn serve(
     listener: TcpListener,
