@@ -19,22 +19,29 @@ async fn a_trapping_component_gets_500_while_the_others_answer() {
     let host = Host::start(
         &config_text(
             "",
-            &fault_routes(&["/fault/trap", "/fault/panic", "/fault/no-response"]),
+            &fault_routes(&[
+                "/fault/trap",
+                "/fault/panic",
+                "/fault/no-response",
+                "/fault/error-code",
+            ]),
         ),
         &[],
     );
     let traps = tokio::spawn(get_many(host.url("/fault/trap"), 30, 10));
     let panics = tokio::spawn(get_many(host.url("/fault/panic"), 10, 5));
     let silent = tokio::spawn(get_many(host.url("/fault/no-response"), 10, 5));
+    let refusals = tokio::spawn(get_many(host.url("/fault/error-code"), 10, 5));
     let good = tokio::spawn(get_many(host.url("/ep_one"), 30, 10));
-    for (status, _) in traps
+    for (status, body) in traps
         .await
         .unwrap()
         .iter()
         .chain(&panics.await.unwrap())
         .chain(&silent.await.unwrap())
+        .chain(&refusals.await.unwrap())
     {
-        assert_eq!(*status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(*status, StatusCode::INTERNAL_SERVER_ERROR, "{body}\n{}", host.log());
     }
     for answer in good.await.unwrap() {
         assert_eq!(answer, (StatusCode::OK, "1".to_string()));
@@ -53,13 +60,14 @@ async fn a_trapping_component_gets_500_while_the_others_answer() {
     assert_eq!(failures("/fault/trap", "trap"), 30.0);
     assert_eq!(failures("/fault/panic", "trap"), 10.0);
     assert_eq!(failures("/fault/no-response", "no_response"), 10.0);
+    assert_eq!(failures("/fault/error-code", "error_code"), 10.0);
     assert_eq!(
         value(
             &scrape,
             "webapp_http_request_exceptions_total",
             &[("status", "500")]
         ),
-        50.0
+        60.0
     );
     let trap_latency = buckets(
         &scrape,

@@ -10,7 +10,7 @@
 struct Faults;
 
 use endpoint_guest::bindings::wasi::http::types::{
-    Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
+    ErrorCode, Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
 };
 
 impl endpoint_guest::bindings::exports::wasi::http::incoming_handler::Guest for Faults {
@@ -32,6 +32,11 @@ impl endpoint_guest::bindings::exports::wasi::http::incoming_handler::Guest for 
             "panic" => panic!("the panic fault was requested"),
             // Returns without ever setting the response outparam.
             "no-response" => drop(out),
+            // Answers with a wasi:http error instead of a response.
+            "error-code" => ResponseOutparam::set(
+                out,
+                Err(ErrorCode::InternalError(Some("the error-code fault".into()))),
+            ),
             // Burns CPU forever without yielding to the host.
             "spin" => spin(),
             // Grows linear memory until the host's limit stops it.
