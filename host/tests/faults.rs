@@ -41,7 +41,12 @@ async fn a_trapping_component_gets_500_while_the_others_answer() {
         .chain(&silent.await.unwrap())
         .chain(&refusals.await.unwrap())
     {
-        assert_eq!(*status, StatusCode::INTERNAL_SERVER_ERROR, "{body}\n{}", host.log());
+        assert_eq!(
+            *status,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "{body}\n{}",
+            host.log()
+        );
     }
     for answer in good.await.unwrap() {
         assert_eq!(answer, (StatusCode::OK, "1".to_string()));

@@ -35,7 +35,9 @@ impl endpoint_guest::bindings::exports::wasi::http::incoming_handler::Guest for 
             // Answers with a wasi:http error instead of a response.
             "error-code" => ResponseOutparam::set(
                 out,
-                Err(ErrorCode::InternalError(Some("the error-code fault".into()))),
+                Err(ErrorCode::InternalError(Some(
+                    "the error-code fault".into(),
+                ))),
             ),
             // Burns CPU forever without yielding to the host.
             "spin" => spin(),
