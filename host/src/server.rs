@@ -143,3 +143,32 @@ pub async fn stop_signal() {
         _ = term.recv() => tracing::info!("SIGTERM received"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_thousand_clients_connect_before_any_is_accepted() {
+        // Nothing accepts: connections beyond the backlog would have their
+        // SYNs dropped and not complete in time (std's backlog is 128; the
+        // kernel caps ours at net.core.somaxconn, 4096 since Linux 5.4).
+        let listener = listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let clients: Vec<_> = (0..1000)
+            .map(|_| {
+                tokio::spawn(tokio::time::timeout(
+                    Duration::from_secs(5),
+                    TcpStream::connect(addr),
+                ))
+            })
+            .collect();
+        let mut connected = Vec::new();
+        for client in clients {
+            if let Ok(Ok(stream)) = client.await.unwrap() {
+                connected.push(stream);
+            }
+        }
+        assert_eq!(connected.len(), 1000, "connected while none was accepted");
+    }
+}
