@@ -7,10 +7,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}
-cargo build --release -q --target wasm32-wasip2 --manifest-path components/Cargo.toml
+cargo build --release -q --target wasm32-wasip2
 cargo build --release -q -p host
 host=target/release/host
-wasm=components/target/wasm32-wasip2/release
+wasm=target/wasm32-wasip2/release
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
@@ -18,7 +18,7 @@ wait_ready() { until curl -sf -o /dev/null "http://127.0.0.1:$1/healthz"; do sle
 
 cp "$wasm/ep_one.wasm" "$work/swap.wasm"
 config="$work/webapp.toml"
-sed "s|components/|$PWD/components/|" webapp.toml > "$config"
+sed "s|\"target/|\"$PWD/target/|" webapp.toml > "$config"
 printf '[[route]]\npath = "/swap"\ncomponent = "%s"\n' "$work/swap.wasm" >> "$config"
 
 start_to_ready() { # $1 = cache args

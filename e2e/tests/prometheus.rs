@@ -22,12 +22,13 @@ impl Drop for Running {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// The address Prometheus listens on, from its log (it was given port 0,
+/// so the port is its own choice: nothing is picked first and bound later).
+fn listening_address(log: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let line = text.lines().find(|l| l.contains("msg=\"Listening on\""))?;
+    let address = line.split("address=").nth(1)?.split_whitespace().next()?;
+    Some(address.to_owned())
 }
 
 /// An instant query: each series' labels and value.
@@ -96,8 +97,8 @@ async fn every_panel_query_returns_what_the_demo_implies() {
         ),
     )
     .unwrap();
-    let prom_addr = format!("127.0.0.1:{}", free_port());
-    let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
+    let log_path = dir.path().join("prometheus.log");
+    let log = std::fs::File::create(&log_path).unwrap();
     let _prometheus = Running(
         Command::new(prometheus)
             .arg(format!("--config.file={}", config.display()))
@@ -105,15 +106,26 @@ async fn every_panel_query_returns_what_the_demo_implies() {
                 "--storage.tsdb.path={}",
                 dir.path().join("data").display()
             ))
-            .arg(format!("--web.listen-address={prom_addr}"))
+            .arg("--web.listen-address=127.0.0.1:0")
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .expect("starting prometheus"),
     );
+    let started = Instant::now();
+    let prom_addr = loop {
+        if let Some(address) = listening_address(&log_path) {
+            break address;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "prometheus did not say where it listens:\n{}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let base = format!("http://{prom_addr}");
     let client = client();
-    let started = Instant::now();
     while get_status(&client, &format!("{base}/-/ready")).await != Some(200) {
         assert!(
             started.elapsed() < Duration::from_secs(60),

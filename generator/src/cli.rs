@@ -74,20 +74,35 @@ pub struct Args {
     pub report_every: Duration,
 }
 
+/// Bounds that keep every value within what the load loops can schedule
+/// and allocate (a rate so low its next request overflows the clock, a
+/// billion workers' progress slots).
+const MAX_WORKERS: usize = 100_000;
+const MAX_IN_FLIGHT: usize = 1_000_000;
+const RATES: std::ops::RangeInclusive<f64> = 0.01..=10_000_000.0;
+
 impl Args {
     pub fn plan(&self) -> Result<Plan, String> {
-        if self.workers == 0 {
-            return Err("--workers must be at least 1".into());
-        }
-        if let Some(rate) = self.rate
-            && !(rate.is_finite() && rate > 0.0)
-        {
+        if !(1..=MAX_WORKERS).contains(&self.workers) {
             return Err(format!(
-                "--rate must be a positive number of requests per second, not {rate}"
+                "--workers must be between 1 and {MAX_WORKERS}, not {}",
+                self.workers
             ));
         }
-        if self.max_in_flight == 0 {
-            return Err("--max-in-flight must be at least 1".into());
+        if let Some(rate) = self.rate
+            && !RATES.contains(&rate)
+        {
+            return Err(format!(
+                "--rate must be between {} and {} requests per second, not {rate}",
+                RATES.start(),
+                RATES.end()
+            ));
+        }
+        if !(1..=MAX_IN_FLIGHT).contains(&self.max_in_flight) {
+            return Err(format!(
+                "--max-in-flight must be between 1 and {MAX_IN_FLIGHT}, not {}",
+                self.max_in_flight
+            ));
         }
         if self.timeout.is_zero() || self.report_every.is_zero() {
             return Err("--timeout and --report-every must be above zero".into());
@@ -165,5 +180,9 @@ mod tests {
         assert!(parse(&["--target", "ftp://x"]).is_err());
         assert!(parse(&["--paths", "nope"]).is_err());
         assert!(parse(&["--timeout", "0s"]).is_err());
+        assert!(parse(&["--rate", "1e-300"]).is_err());
+        assert!(parse(&["--workers", "100000000"]).is_err());
+        let e = parse(&["--paths", "/a b"]).unwrap_err();
+        assert!(e.contains("--paths") && e.contains("/a b"), "{e}");
     }
 }

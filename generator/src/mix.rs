@@ -34,6 +34,9 @@ impl Mix {
             if !path.starts_with('/') {
                 return Err(format!("path `{path}` must start with `/`"));
             }
+            if let Err(e) = path.parse::<hyper::Uri>() {
+                return Err(format!("path `{path}` is not a valid request path: {e}"));
+            }
             if paths.iter().any(|p| p == path) {
                 return Err(format!("path `{path}` is listed twice"));
             }

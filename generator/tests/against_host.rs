@@ -140,12 +140,11 @@ fn cpu_seconds(pid: u32) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_down_target_is_waited_for_without_spinning() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let target = format!("http://127.0.0.1:{port}");
+    // The port is bound once and kept: refusing connections while it does
+    // not listen, then relaying them to the host once the host is up.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let target = format!("http://{}", socket.local_addr().unwrap());
     let child = generator(&[
         "--target",
         &target,
@@ -167,13 +166,25 @@ async fn a_down_target_is_waited_for_without_spinning() {
         "the generator used {idle_cpu} s of CPU against a down target"
     );
 
-    let _host = Host::start_on(
-        &format!("127.0.0.1:{port}"),
-        &config_text("", &demo_routes()),
-        &[],
-    );
-    // Longest backoff step is 5 s: by then every worker has tried again.
-    tokio::time::sleep(Duration::from_secs(7)).await;
+    let host = Host::demo();
+    let listener = socket.listen(1024).unwrap();
+    let upstream = host.addr;
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    // The longest backoff step is 5 s: wait until the host has answered some.
+    eventually(
+        Duration::from_secs(15),
+        "the generator reaches the host",
+        || async { value(&scrape(&host).await, "webapp_http_request_total", &[]) > 10.0 },
+    )
+    .await;
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

@@ -1,14 +1,19 @@
 //! The admin API, on its own listener: see and change what is served.
 //!
-//! - `GET  /routes`: every route with its component's digest and load time.
+//! - `GET  /routes`: the generation and every route with its component's
+//!   digest, file and load time.
 //! - `PUT  /routes/<route>/component`: the body is the new component's bytes.
-//! - `POST /routes/<route>/component` with `{"file": "/path/to.wasm"}`: load a file.
+//! - `POST /routes/<route>/component` with `{"file": "path/to.wasm"}`: load a
+//!   file (a relative path is taken from the config file's folder, like the
+//!   route table's; it must be a regular file within the upload cap).
 //! - `POST /reload`: re-read the config file's route table.
 //!
 //! Answers are JSON; errors are `{"error": "..."}` with 401 (token),
 //! 404 (no such route or endpoint), 400 (malformed), 422 (rejected: the
 //! previous version serves on). It binds 127.0.0.1 by default; the config
-//! refuses any other address without a bearer token.
+//! refuses any other address without a bearer token, compared in constant
+//! time. Its listener has the public one's guards (`server::http1`): head
+//! timeout and size limit, plus a connection cap and bounded bodies.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -17,23 +22,48 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
+use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
+use crate::component_file;
+use crate::config::HttpLimits;
+use crate::server;
 use crate::swap::{Control, Source, SwapError};
 
-/// The largest component an upload may carry.
-const MAX_UPLOAD_BYTES: usize = 64 << 20;
+/// The largest component an upload may carry (and a named file may be).
+const MAX_UPLOAD_BYTES: usize = component_file::MAX_COMPONENT_BYTES as usize;
 
-pub async fn serve(listener: TcpListener, control: Arc<Control>, token: Option<String>) {
+/// Admin connections open at once; beyond it a connection is closed at once.
+/// Far more than any operator needs, so slow or idle connections (cut off by
+/// the head timeout) cannot lock a well-behaved one out.
+pub const MAX_CONNECTIONS: usize = 1024;
+
+pub async fn serve(
+    listener: TcpListener,
+    control: Arc<Control>,
+    token: Option<String>,
+    limits: HttpLimits,
+) {
     let token: Option<Arc<str>> = token.map(Into::into);
+    let http = server::http1(&limits);
+    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors, usually: wait instead of spinning.
+                tracing::warn!("admin API: accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "admin API: {MAX_CONNECTIONS} connections open, closing a new one");
             continue;
         };
         let (control, token) = (control.clone(), token.clone());
@@ -41,12 +71,24 @@ pub async fn serve(listener: TcpListener, control: Arc<Control>, token: Option<S
             let (control, token) = (control.clone(), token.clone());
             async move { Ok::<_, Infallible>(handle(&control, token.as_deref(), request).await) }
         });
+        let connection = http.serve_connection(TokioIo::new(stream), service);
         tokio::spawn(async move {
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            if let Err(e) = connection.await {
+                tracing::debug!(%peer, "admin connection ended with an error: {e}");
+            }
+            drop(permit);
         });
     }
+}
+
+/// Whether the request carries `Authorization: Bearer <token>`, compared in
+/// constant time (only the length can be told apart).
+fn authorized(request: &Request<Incoming>, token: &str) -> bool {
+    let expected = format!("Bearer {token}");
+    request
+        .headers()
+        .get(AUTHORIZATION)
+        .is_some_and(|given| bool::from(given.as_bytes().ct_eq(expected.as_bytes())))
 }
 
 async fn handle(
@@ -54,14 +96,10 @@ async fn handle(
     token: Option<&str>,
     request: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
-    if let Some(token) = token {
-        let given = request
-            .headers()
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        if given != Some(&format!("Bearer {token}")) {
-            return error(StatusCode::UNAUTHORIZED, "a bearer token is required");
-        }
+    if let Some(token) = token
+        && !authorized(&request, token)
+    {
+        return error(StatusCode::UNAUTHORIZED, "a bearer token is required");
     }
     let path = request.uri().path().to_owned();
     let route = path
@@ -70,7 +108,7 @@ async fn handle(
         .filter(|r| r.starts_with('/'))
         .map(str::to_owned);
     match (request.method().clone(), path.as_str(), route) {
-        (Method::GET, "/routes", _) => json(StatusCode::OK, &control.routes()),
+        (Method::GET, "/routes", _) => json(StatusCode::OK, &control.served()),
         (Method::POST, "/reload", _) => match control.reload().await {
             Ok(report) => json(StatusCode::OK, &report),
             Err(e) => swap_error(e),
@@ -88,7 +126,7 @@ async fn handle(
                     );
                 }
             };
-            swapped(control.swap(&route, Source::Bytes(bytes.to_vec())).await)
+            swapped(control.swap(&route, Source::Upload(bytes.to_vec())).await)
         }
         (Method::POST, _, Some(route)) => {
             #[derive(serde::Deserialize)]

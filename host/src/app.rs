@@ -6,8 +6,8 @@
 //! 404), and counted once its response body is complete, so a guest that
 //! streams slowly is timed for all of it.
 //!
-//! Routes can change while serving (`swap.rs`): the whole [`RouteSet`] is
-//! swapped on a reload, one endpoint's component on a swap. A request takes
+//! Routes can change while serving (`swap.rs` loads and changes them): the
+//! whole [`RouteSet`] is replaced on a reload, one endpoint's component on a swap. A request takes
 //! one `Arc` of each when it starts, so it finishes on the version it
 //! started with while new requests get the new one.
 
@@ -24,12 +24,11 @@ use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Request, Response, StatusCode};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use wasmtime::{Result, format_err};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::body::LimitedBody;
-use crate::config::{Config, GuestLimits, RouteConfig};
-use crate::engine::{LoadedComponent, WasmEngine};
+use crate::config::{Config, GuestLimits};
+use crate::engine::LoadedComponent;
 use crate::guest::{self, GuestFailure};
 use crate::labels::{UNMATCHED_PATH, method_label};
 use crate::metrics::{self, Metrics};
@@ -62,12 +61,26 @@ pub struct Endpoint {
     /// The route path, also its `path` label.
     pub path: Arc<str>,
     pub limits: GuestLimits,
-    /// The component file the config names (watched for new versions).
-    pub file: PathBuf,
+    /// The component file or pattern the config names (watched for new versions).
+    pub source: PathBuf,
     component: ArcSwap<LoadedComponent>,
 }
 
 impl Endpoint {
+    pub fn new(
+        path: &str,
+        limits: GuestLimits,
+        source: PathBuf,
+        component: Arc<LoadedComponent>,
+    ) -> Self {
+        Self {
+            path: path.into(),
+            limits,
+            source,
+            component: ArcSwap::new(component),
+        }
+    }
+
     /// The component serving new requests now.
     pub fn component(&self) -> Arc<LoadedComponent> {
         self.component.load_full()
@@ -80,58 +93,12 @@ impl Endpoint {
 }
 
 impl RouteSet {
-    /// Loads every route's component; any failure stops the whole load,
-    /// naming the route's place in the config file. A route whose file is
-    /// unchanged since `previous` keeps its compiled component.
-    pub fn load(
-        routes: &[RouteConfig],
-        engine: &WasmEngine,
-        previous: Option<&RouteSet>,
-    ) -> Result<Self> {
-        let mut endpoints = Vec::with_capacity(routes.len());
-        for route in routes {
-            let started = Instant::now();
-            let fail = |e: &dyn std::fmt::Display| {
-                format_err!(
-                    "{}: route `{}`: cannot load component `{}`: {e}",
-                    route.defined_at,
-                    route.path,
-                    route.component.display()
-                )
-            };
-            let bytes = std::fs::read(&route.component).map_err(|e| fail(&e))?;
-            let digest = crate::cache::digest(&bytes);
-            let kept = previous
-                .and_then(|p| p.endpoint(&route.path))
-                .map(|e| e.component())
-                .filter(|c| c.digest == digest);
-            let component = match kept {
-                Some(component) => component,
-                None => Arc::new(
-                    engine
-                        .load_bytes(&bytes)
-                        .map_err(|e| fail(&format_args!("{e:#}")))?,
-                ),
-            };
-            tracing::info!(
-                route = %route.path,
-                component = %route.component.display(),
-                digest = &component.digest[..12],
-                "loaded in {:.0?} ({:?})",
-                started.elapsed(),
-                component.origin,
-            );
-            endpoints.push(Arc::new(Endpoint {
-                path: route.path.as_str().into(),
-                limits: route.limits,
-                file: route.component.clone(),
-                component: ArcSwap::new(component),
-            }));
-        }
-        Ok(Self {
-            table: RouteTable::new(routes.iter().map(|r| r.path.as_str())),
+    /// The routes `endpoints`, matched in their order (see `swap::load_routes`).
+    pub fn new(endpoints: Vec<Arc<Endpoint>>) -> Self {
+        Self {
+            table: RouteTable::new(endpoints.iter().map(|e| e.path.as_ref())),
             endpoints,
-        })
+        }
     }
 
     pub fn endpoint(&self, path: &str) -> Option<&Arc<Endpoint>> {
@@ -254,7 +221,9 @@ impl App {
         record.finish(endpoint.path.clone(), response)
     }
 
-    /// Counts and logs a route's guest failure, one line each.
+    /// Counts and logs one request's guest failure: the first only, since
+    /// a guest can fail twice (answer with an error code, then trap or
+    /// overstay its deadline); a second failure is logged, not counted.
     fn failure_report(
         &self,
         path: Arc<str>,
@@ -262,10 +231,22 @@ impl App {
         body_exceeded: Arc<AtomicBool>,
     ) -> guest::Report {
         let metrics = self.metrics.clone();
+        let first = std::sync::Mutex::new(None::<&'static str>);
         Arc::new(move |failure: &GuestFailure| {
             if body_exceeded.load(Ordering::Relaxed) {
                 return;
             }
+            let mut first = first.lock().expect("failure lock");
+            if let Some(kind) = *first {
+                tracing::warn!(
+                    route = %path,
+                    kind = failure.kind(),
+                    "component failed again after failing ({kind}): {failure}; counted once, as {kind}"
+                );
+                return;
+            }
+            *first = Some(failure.kind());
+            drop(first);
             tracing::warn!(route = %path, kind = failure.kind(), "component failed: {failure}");
             tracing::debug!(route = %path, "component failure in full: {failure:?}");
             metrics.observe_guest_failure(method, &path, failure.kind(), failure.status());

@@ -1,18 +1,30 @@
 //! Compiled code, kept so a component is compiled once per engine.
 //!
-//! Keyed by the component's SHA-256 and the engine's compatibility hash
-//! (wasmtime version and every setting that shapes code, such as fuel), so
-//! a restart, or swapping back to a version seen before, skips
-//! compilation: in memory within a run, on disk across runs.
+//! Keyed by the component's SHA-256 and a stable key of the engine's
+//! compatibility hash (wasmtime version and every setting that shapes code,
+//! such as fuel), so a restart, or swapping back to a version seen before,
+//! skips compilation: in memory within a run (the most recently used few),
+//! on disk across runs (up to a size bound, least recently used evicted).
 //!
-//! Loading native code from disk is only as safe as the cache folder: it
-//! must be writable by the host alone. wasmtime still refuses files made by
-//! another version or configuration.
+//! A disk entry cannot lie: it carries the digest of the component it was
+//! compiled from and the digest of its own compiled bytes, both checked
+//! before the bytes are handed to wasmtime; an entry that fails either check
+//! (torn, truncated, renamed, written by someone else's bug) is discarded,
+//! logged and recompiled, never run. Entries are written to a temporary file
+//! of their own and renamed into place, so concurrent compiles cannot mix
+//! their bytes. One compile per digest at a time: a second request for the
+//! same new version waits for the first and reuses its result.
+//!
+//! Loading native code from disk is still only as safe as the cache folder:
+//! it must be writable by the host alone (the checks catch accidents, not an
+//! attacker who can write both the bytes and their digest).
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::path::PathBuf;
-use std::sync::Mutex;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
@@ -20,10 +32,11 @@ use wasmtime::{Engine, Result};
 
 /// A component's identity: lowercase hex SHA-256 of its bytes.
 pub fn digest(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&Sha256::digest(bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Where a compiled component came from.
@@ -44,21 +57,89 @@ impl Origin {
     }
 }
 
+/// Compiled components kept in memory (most recently used first out last).
+const MEMORY_ENTRIES: usize = 64;
+
+/// The first bytes of every disk entry (and its format's version).
+const MAGIC: &[u8; 8] = b"WHCWASM1";
+/// Magic, the source component's SHA-256, the compiled bytes' SHA-256.
+const HEADER_LEN: usize = 8 + 32 + 32;
+
 pub struct CompileCache {
+    /// The disk folder; `None` keeps compiled code in memory only.
     dir: Option<PathBuf>,
+    /// Upper bound of the disk entries' total size.
+    max_disk_bytes: u64,
+    /// Hex key of the engine's compatibility hash, stable across toolchains.
     engine_key: String,
-    memory: Mutex<HashMap<String, Component>>,
+    /// Recently used components by digest, with a use stamp for eviction.
+    memory: Mutex<MemoryCache>,
+    /// One lock per digest being loaded: the single flight.
+    loading: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+}
+
+#[derive(Default)]
+struct MemoryCache {
+    entries: HashMap<String, (Component, u64)>,
+    clock: u64,
+}
+
+impl MemoryCache {
+    fn get(&mut self, digest: &str) -> Option<Component> {
+        self.clock += 1;
+        let clock = self.clock;
+        self.entries.get_mut(digest).map(|(component, used)| {
+            *used = clock;
+            component.clone()
+        })
+    }
+
+    fn insert(&mut self, digest: &str, component: Component) {
+        self.clock += 1;
+        self.entries
+            .insert(digest.to_owned(), (component, self.clock));
+        while self.entries.len() > MEMORY_ENTRIES {
+            let oldest = self
+                .entries
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(digest, _)| digest.clone())
+                .expect("not empty");
+            self.entries.remove(&oldest);
+        }
+    }
+}
+
+/// Feeds whatever is hashed into SHA-256: a key that, unlike
+/// `DefaultHasher`, does not change with the Rust release.
+struct StableHasher(Sha256);
+
+impl Hasher for StableHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    fn finish(&self) -> u64 {
+        unreachable!("only the SHA-256 state is read")
+    }
+}
+
+/// The engine's part of a cache entry's name.
+pub fn engine_key(engine: &Engine) -> String {
+    let mut hasher = StableHasher(Sha256::new());
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    hex(&hasher.0.finalize()[..8])
 }
 
 impl CompileCache {
-    /// A cache for `engine`, on disk in `dir` when given.
-    pub fn new(engine: &Engine, dir: Option<PathBuf>) -> Self {
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        engine.precompile_compatibility_hash().hash(&mut hasher);
+    /// A cache for `engine`, on disk in `dir` (at most `max_disk_bytes`) when given.
+    pub fn new(engine: &Engine, dir: Option<PathBuf>, max_disk_bytes: u64) -> Self {
         Self {
             dir,
-            engine_key: format!("{:016x}", hasher.finish()),
+            max_disk_bytes,
+            engine_key: engine_key(engine),
             memory: Mutex::default(),
+            loading: Mutex::default(),
         }
     }
 
@@ -70,51 +151,166 @@ impl CompileCache {
         digest: &str,
     ) -> Result<(Component, Origin)> {
         if let Some(component) = self.memory.lock().expect("cache lock").get(digest) {
-            return Ok((component.clone(), Origin::MemoryCache));
+            return Ok((component, Origin::MemoryCache));
         }
-        let file = self
-            .dir
-            .as_ref()
-            .map(|dir| dir.join(format!("{digest}-{}.cwasm", self.engine_key)));
-        let from_disk = file.as_ref().filter(|f| f.is_file()).and_then(|f| {
-            // SAFETY: the file was written by `Component::serialize` of an
-            // engine with this compatibility hash, into a folder only the
-            // host writes (see the module docs); wasmtime checks the header.
-            match unsafe { Component::deserialize_file(engine, f) } {
-                Ok(component) => Some(component),
-                Err(e) => {
-                    tracing::warn!("ignoring compile cache entry {}: {e}", f.display());
-                    None
-                }
-            }
-        });
-        let (component, origin) = match from_disk {
-            Some(component) => (component, Origin::DiskCache),
-            None => {
-                let component = Component::new(engine, bytes)?;
-                if let Some(file) = &file
-                    && let Err(e) = write_atomically(file, &component.serialize()?)
-                {
-                    tracing::warn!("cannot write compile cache entry {}: {e}", file.display());
-                }
-                (component, Origin::Compiled)
-            }
-        };
-        self.memory
+        let gate = self
+            .loading
             .lock()
             .expect("cache lock")
-            .insert(digest.to_owned(), component.clone());
-        Ok((component, origin))
+            .entry(digest.to_owned())
+            .or_default()
+            .clone();
+        let _only_one = gate.lock().expect("cache lock");
+        // Whoever held the gate before may have just loaded it.
+        if let Some(component) = self.memory.lock().expect("cache lock").get(digest) {
+            return Ok((component, Origin::MemoryCache));
+        }
+        let loaded = self.load_uncached(engine, bytes, digest);
+        if let Ok((component, _)) = &loaded {
+            self.memory
+                .lock()
+                .expect("cache lock")
+                .insert(digest, component.clone());
+        }
+        self.loading.lock().expect("cache lock").remove(digest);
+        loaded
+    }
+
+    fn entry_path(&self, digest: &str) -> Option<PathBuf> {
+        let dir = self.dir.as_ref()?;
+        Some(dir.join(format!("{digest}-{}.cwasm", self.engine_key)))
+    }
+
+    fn load_uncached(
+        &self,
+        engine: &Engine,
+        bytes: &[u8],
+        digest: &str,
+    ) -> Result<(Component, Origin)> {
+        let entry = self.entry_path(digest);
+        if let Some(entry) = &entry
+            && let Some(component) = read_entry(engine, entry, digest)
+        {
+            // Marks the entry as recently used, for eviction.
+            let _ = std::fs::File::options()
+                .write(true)
+                .open(entry)
+                .and_then(|f| f.set_modified(SystemTime::now()));
+            return Ok((component, Origin::DiskCache));
+        }
+        let component = Component::new(engine, bytes)?;
+        if let Some(entry) = &entry {
+            let written = component
+                .serialize()
+                .map_err(std::io::Error::other)
+                .and_then(|compiled| write_entry(entry, digest, &compiled));
+            match written {
+                Ok(()) => self.evict(entry),
+                Err(e) => {
+                    tracing::warn!("cannot write compile cache entry {}: {e}", entry.display())
+                }
+            }
+        }
+        Ok((component, Origin::Compiled))
+    }
+
+    /// Deletes the least recently used entries until the folder fits its
+    /// bound, keeping `keep` (just written) unless it alone is too large.
+    fn evict(&self, keep: &Path) {
+        let Some(dir) = &self.dir else { return };
+        let Ok(listing) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let mut entries: Vec<(SystemTime, u64, PathBuf)> = listing
+            .filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+            .filter_map(|e| {
+                let meta = e.metadata().ok()?;
+                Some((meta.modified().ok()?, meta.len(), e.path()))
+            })
+            .collect();
+        let mut total: u64 = entries.iter().map(|(_, len, _)| len).sum();
+        // Oldest first, the kept entry last.
+        entries.sort_by_key(|(used, _, path)| (path == keep, *used));
+        for (_, len, path) in entries {
+            if total <= self.max_disk_bytes {
+                break;
+            }
+            match std::fs::remove_file(&path) {
+                Ok(()) => {
+                    total -= len;
+                    tracing::info!(
+                        "compile cache over {} bytes: evicted {}",
+                        self.max_disk_bytes,
+                        path.display()
+                    );
+                }
+                Err(e) => tracing::warn!("cannot evict {}: {e}", path.display()),
+            }
+        }
     }
 }
 
-/// Writes through a temporary file and a rename, so a reader never sees half a file.
-fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+/// The component in `entry`, if the entry is there and passes every check;
+/// an entry that fails one is logged and deleted.
+fn read_entry(engine: &Engine, entry: &Path, digest: &str) -> Option<Component> {
+    let data = std::fs::read(entry).ok()?;
+    let checked = check_entry(&data, digest).and_then(|compiled| {
+        // SAFETY: `compiled` is exactly what `Component::serialize` wrote
+        // for the component whose digest is `digest` (both digests were
+        // checked just now), in a folder only the host writes (see the
+        // module docs); wasmtime also checks its own header.
+        unsafe { Component::deserialize(engine, compiled) }.map_err(|e| format!("{e:#}"))
+    });
+    match checked {
+        Ok(component) => Some(component),
+        Err(why) => {
+            tracing::warn!(
+                "discarding compile cache entry {}: {why}; compiling again",
+                entry.display()
+            );
+            let _ = std::fs::remove_file(entry);
+            None
+        }
+    }
+}
+
+/// The compiled bytes inside an entry, if its header says it holds the
+/// component `digest` and its bytes are intact.
+fn check_entry<'a>(data: &'a [u8], digest: &str) -> Result<&'a [u8], String> {
+    if data.len() < HEADER_LEN || &data[..8] != MAGIC {
+        return Err("not a cache entry of this host (truncated or foreign)".into());
+    }
+    let (source, sum, compiled) = (&data[8..40], &data[40..72], &data[HEADER_LEN..]);
+    if hex(source) != digest {
+        return Err(format!(
+            "compiled from component {}, not {digest}",
+            hex(source)
+        ));
+    }
+    if Sha256::digest(compiled).as_slice() != sum {
+        return Err("its compiled bytes are damaged (checksum mismatch)".into());
+    }
+    Ok(compiled)
+}
+
+/// Writes an entry through a temporary file of its own and a rename, so a
+/// reader never sees half a file and concurrent writers never mix.
+fn write_entry(path: &Path, digest: &str, compiled: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().expect("cache files live in a folder");
     std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{}.tmp", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
+    let mut file = tempfile::NamedTempFile::with_prefix_in(".entry-", dir)?;
+    let source = (0..digest.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&digest[i..i + 2], 16))
+        .collect::<Result<Vec<u8>, _>>()
+        .map_err(std::io::Error::other)?;
+    file.write_all(MAGIC)?;
+    file.write_all(&source)?;
+    file.write_all(&Sha256::digest(compiled))?;
+    file.write_all(compiled)?;
+    file.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -127,5 +323,72 @@ mod tests {
             digest(b"abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    fn entry(digest: &str, compiled: &[u8]) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.cwasm");
+        write_entry(&path, digest, compiled).unwrap();
+        std::fs::read(path).unwrap()
+    }
+
+    #[test]
+    fn an_entry_gives_back_its_bytes_only_to_its_own_digest() {
+        let (a, b) = (digest(b"component a"), digest(b"component b"));
+        let data = entry(&a, b"compiled code");
+        assert_eq!(check_entry(&data, &a).unwrap(), b"compiled code");
+        let e = check_entry(&data, &b).unwrap_err();
+        assert!(e.contains(&format!("not {b}")), "{e}");
+    }
+
+    #[test]
+    fn damaged_entries_are_refused() {
+        let a = digest(b"component a");
+        let data = entry(&a, b"compiled code");
+        let truncated = &data[..data.len() - 1];
+        assert!(check_entry(truncated, &a).unwrap_err().contains("damaged"));
+        assert!(
+            check_entry(&data[..20], &a)
+                .unwrap_err()
+                .contains("truncated")
+        );
+        let mut flipped = data.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        assert!(check_entry(&flipped, &a).unwrap_err().contains("damaged"));
+        assert!(check_entry(b"", &a).is_err());
+    }
+
+    #[test]
+    fn the_engine_key_is_stable_for_one_configuration() {
+        let engine = Engine::default();
+        assert_eq!(engine_key(&engine), engine_key(&Engine::default()));
+        assert_eq!(engine_key(&engine).len(), 16);
+        let mut fuel = wasmtime::Config::new();
+        fuel.consume_fuel(true);
+        assert_ne!(
+            engine_key(&engine),
+            engine_key(&Engine::new(&fuel).unwrap())
+        );
+    }
+
+    #[test]
+    fn eviction_drops_the_least_recently_used_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CompileCache::new(&Engine::default(), Some(dir.path().into()), 25);
+        let put = |name: &str, secs: u64| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, [0u8; 10]).unwrap();
+            std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+                .unwrap();
+            path
+        };
+        let (old, mid, new) = (put("a.cwasm", 1), put("b.cwasm", 2), put("c.cwasm", 3));
+        cache.evict(&old);
+        // 30 bytes over a 25-byte bound: `mid` is the oldest not just written.
+        assert!(old.exists() && !mid.exists() && new.exists());
     }
 }

@@ -69,6 +69,11 @@ pub struct Args {
     #[arg(long, env = "WEBAPP_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
 
+    /// Largest total size of the compile cache folder, in MiB; the least
+    /// recently used entries are evicted beyond it [file: cache_max_mib; default 200].
+    #[arg(long, env = "WEBAPP_CACHE_MAX_MIB")]
+    pub cache_max_mib: Option<u64>,
+
     /// Keep compiled components in memory only.
     #[arg(long)]
     pub no_cache: bool,
@@ -102,6 +107,7 @@ impl Args {
             no_admin: self.no_admin,
             cache_dir: self.cache_dir.clone(),
             no_cache: self.no_cache,
+            cache_max_mib: self.cache_max_mib,
             no_watch: self.no_watch,
             no_request_metrics: self.no_request_metrics,
         }

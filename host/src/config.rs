@@ -14,6 +14,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use wasmtime::{Result, bail, format_err};
 
+use crate::component_file;
 use crate::routes::check_route_path;
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:5000";
@@ -27,6 +28,8 @@ pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:5001";
+/// Fits the Kubernetes cache volume (256 MiB) with room to spare.
+pub const DEFAULT_CACHE_MAX_MIB: u64 = 200;
 
 /// Everything the host needs to start, resolved and checked.
 #[derive(Debug, Clone)]
@@ -46,6 +49,8 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// Where compiled components are kept across runs; `None` keeps them in memory only.
     pub cache_dir: Option<PathBuf>,
+    /// Upper bound of the compile cache folder's size; least recently used entries go first.
+    pub cache_max_bytes: u64,
     /// Whether routed component files are watched and swapped in when they change.
     pub watch: bool,
     /// Whether per-request metrics are recorded (off only to measure their cost).
@@ -54,7 +59,7 @@ pub struct Config {
 }
 
 /// What one client may cost the server, whatever it sends.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpLimits {
     /// A request's head must arrive within this long (slow clients are cut off);
     /// it is also how long an idle kept-alive connection stays open.
@@ -80,7 +85,7 @@ pub struct GuestLimits {
     pub fuel: Option<u64>,
 }
 /// Sizes of wasmtime's pooling allocator.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolConfig {
     /// Component instances alive at once, i.e. requests inside guests at once.
     pub max_instances: u32,
@@ -92,6 +97,8 @@ pub struct PoolConfig {
 #[derive(Debug, Clone)]
 pub struct RouteConfig {
     pub path: String,
+    /// The component file, or a glob pattern whose newest match serves
+    /// (`component_file.rs`), resolved against the config file's folder.
     pub component: PathBuf,
     pub limits: GuestLimits,
     /// `file:line` of the route's definition, for error messages.
@@ -112,6 +119,7 @@ pub struct Overrides {
     pub no_admin: bool,
     pub cache_dir: Option<PathBuf>,
     pub no_cache: bool,
+    pub cache_max_mib: Option<u64>,
     pub no_watch: bool,
     pub no_request_metrics: bool,
 }
@@ -134,6 +142,7 @@ struct FileConfig {
     #[serde(default)]
     admin: FileAdmin,
     cache_dir: Option<PathBuf>,
+    cache_max_mib: Option<u64>,
     watch: Option<bool>,
     request_metrics: Option<bool>,
     #[serde(default, rename = "route")]
@@ -186,12 +195,11 @@ impl Config {
             .map_err(|e| format_err!("cannot read config file `{}`: {e}", path.display()))?;
         let config = Self::parse(&text, path, overrides)?;
         for route in &config.routes {
-            if !route.component.is_file() {
+            if let Err(e) = component_file::resolve(&route.component) {
                 bail!(
-                    "{}: component file `{}` for route `{}` does not exist \
-                     (build the components first: see README.md)",
+                    "{}: route `{}`: {e} (build the components first: \
+                     `cargo component build`, or `cargo build --target wasm32-wasip2`)",
                     route.defined_at,
-                    route.component.display(),
                     route.path
                 );
             }
@@ -336,6 +344,16 @@ impl Config {
                 .or_else(default_cache_dir)
         };
 
+        let cache_max_mib = overrides
+            .cache_max_mib
+            .or(file.cache_max_mib)
+            .unwrap_or(DEFAULT_CACHE_MAX_MIB);
+        if cache_max_mib == 0 {
+            bail!(
+                "cache_max_mib must be at least 1 (use --no-cache to keep no compiled code on disk)"
+            );
+        }
+
         Ok(Config {
             listen: overrides
                 .listen
@@ -358,10 +376,50 @@ impl Config {
             admin_listen,
             admin_token,
             cache_dir,
+            cache_max_bytes: cache_max_mib << 20,
             watch: !overrides.no_watch && file.watch.unwrap_or(true),
             request_metrics: !overrides.no_request_metrics && file.request_metrics.unwrap_or(true),
             routes,
         })
+    }
+}
+
+impl Config {
+    /// The settings that differ between `self` and `other` among those a
+    /// reload cannot change: every setting but the routes (and
+    /// `request_timeout`, which only gives routes their default timeout).
+    pub fn fixed_settings_changed(&self, other: &Config) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        let mut check = |name, same: bool| {
+            if !same {
+                changed.push(name);
+            }
+        };
+        check("listen", self.listen == other.listen);
+        check(
+            "metrics_prefix",
+            self.metrics_prefix == other.metrics_prefix,
+        );
+        check(
+            "shutdown_grace",
+            self.shutdown_grace == other.shutdown_grace,
+        );
+        check("drain_delay", self.drain_delay == other.drain_delay);
+        check("pool", self.pool == other.pool);
+        check("http", self.http == other.http);
+        check("admin.listen", self.admin_listen == other.admin_listen);
+        check("admin.token", self.admin_token == other.admin_token);
+        check("cache_dir", self.cache_dir == other.cache_dir);
+        check(
+            "cache_max_mib",
+            self.cache_max_bytes == other.cache_max_bytes,
+        );
+        check("watch", self.watch == other.watch);
+        check(
+            "request_metrics",
+            self.request_metrics == other.request_metrics,
+        );
+        changed
     }
 }
 
@@ -591,6 +649,27 @@ component = "b.wasm"
             ["/ep_one", "/ep_two", "/ep_three", "/ep_four", "/error"]
         );
         assert_eq!(c.listen, DEFAULT_LISTEN.parse().unwrap());
+    }
+
+    #[test]
+    fn a_reload_may_change_routes_only() {
+        let before = parse(FILE, &Overrides::default()).unwrap();
+        let routes_only = FILE.replace("c/ep_one.wasm", "c/other.wasm")
+            + "\n[[route]]\npath = \"/new\"\ncomponent = \"n.wasm\"\n";
+        let after = parse(&routes_only, &Overrides::default()).unwrap();
+        assert!(before.fixed_settings_changed(&after).is_empty());
+        let text = FILE
+            .replace("127.0.0.1:8080", "127.0.0.1:9090")
+            .replace(
+                "max_instances = 10",
+                "max_instances = 10\nmax_memory_mib = 32",
+            )
+            .replace("[pool]", "[http]\nmax_body_bytes = 5\n[pool]");
+        let after = parse(&text, &Overrides::default()).unwrap();
+        assert_eq!(
+            before.fixed_settings_changed(&after),
+            ["listen", "pool", "http"]
+        );
     }
 
     #[test]

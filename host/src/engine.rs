@@ -19,6 +19,7 @@ use wasmtime::{
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::cache::{self, CompileCache, Origin};
+use crate::component_file;
 use crate::config::PoolConfig;
 use crate::state::RequestState;
 
@@ -59,6 +60,10 @@ pub struct LoadedComponent {
     pub pre: ProxyPre<RequestState>,
     /// SHA-256 of the component's bytes, hex.
     pub digest: String,
+    /// The file it was read from; `None` for bytes uploaded through the admin API.
+    pub file: Option<PathBuf>,
+    /// Whether it was swapped in through the admin API (a reload keeps it).
+    pub via_admin: bool,
     pub loaded_at: SystemTime,
     /// Whether it was compiled now or found compiled.
     pub origin: Origin,
@@ -67,7 +72,12 @@ pub struct LoadedComponent {
 impl WasmEngine {
     /// `fuel`: whether any route has a fuel budget. Fuel metering costs
     /// every guest some speed, so it is only switched on when asked for.
-    pub fn new(pool: &PoolConfig, fuel: bool, cache_dir: Option<PathBuf>) -> Result<Self> {
+    pub fn new(
+        pool: &PoolConfig,
+        fuel: bool,
+        cache_dir: Option<PathBuf>,
+        cache_max_bytes: u64,
+    ) -> Result<Self> {
         let mut pooling = PoolingAllocationConfig::new();
         let n = pool.max_instances;
         pooling
@@ -119,7 +129,7 @@ impl WasmEngine {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
 
         start_epoch_ticker(&engine);
-        let cache = CompileCache::new(&engine, cache_dir);
+        let cache = CompileCache::new(&engine, cache_dir, cache_max_bytes);
         Ok(Self {
             engine,
             linker,
@@ -137,9 +147,11 @@ impl WasmEngine {
     /// Blocking and CPU-heavy when compiling (tens to hundreds of
     /// milliseconds): call it off the async threads.
     pub fn load(&self, path: &Path) -> Result<LoadedComponent> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| wasmtime::format_err!("cannot read `{}`: {e}", path.display()))?;
-        self.load_bytes(&bytes)
+        let bytes = component_file::read(path, component_file::MAX_COMPONENT_BYTES)
+            .map_err(wasmtime::Error::msg)?;
+        let mut loaded = self.load_bytes(&bytes)?;
+        loaded.file = Some(path.to_path_buf());
+        Ok(loaded)
     }
 
     /// Like [`WasmEngine::load`], from bytes.
@@ -150,6 +162,8 @@ impl WasmEngine {
         Ok(LoadedComponent {
             pre,
             digest,
+            file: None,
+            via_admin: false,
             loaded_at: SystemTime::now(),
             origin,
         })

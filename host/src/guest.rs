@@ -96,7 +96,9 @@ impl std::fmt::Display for GuestFailure {
     }
 }
 
-/// Where guest failures are reported (counted and logged) exactly once.
+/// Where guest failures are reported (counted and logged). Each failure is
+/// reported once; a guest can fail twice (answer with an error code, then
+/// trap or overstay its deadline), and the reporter decides what counts.
 pub type Report = Arc<dyn Fn(&GuestFailure) + Send + Sync>;
 
 /// The result of handing one request to a guest.

@@ -1,7 +1,8 @@
 //! `host`: serves each HTTP route from a WebAssembly component.
 //!
 //! Wiring only. The pieces, each in its own module:
-//! `cli` + `config` (settings, parsed once), `engine` + `cache` (wasmtime
+//! `cli` + `config` (settings, parsed once), `component_file` (which file
+//! serves a route, read with bounds), `engine` + `cache` (wasmtime
 //! engine, linker, component loading, compiled-code cache), `state`
 //! (per-request store data and limits), `guest` (one request through one
 //! component), `body` (request and response body guards), `routes` +
@@ -15,6 +16,7 @@ mod app;
 mod body;
 mod cache;
 mod cli;
+mod component_file;
 mod config;
 mod engine;
 mod guest;
@@ -63,12 +65,13 @@ fn run(args: &cli::Args) -> Result<()> {
         &config.pool,
         fuel,
         config.cache_dir.clone(),
+        config.cache_max_bytes,
     )?);
     let metrics = Arc::new(metrics::Metrics::new(
         &config.metrics_prefix,
         config.request_metrics,
     )?);
-    let routes = app::RouteSet::load(&config.routes, &engine, None)?;
+    let routes = swap::load_routes(&config.routes, &engine, None)?;
     let app = Arc::new(app::App::new(
         &config,
         routes,
@@ -78,6 +81,7 @@ fn run(args: &cli::Args) -> Result<()> {
     let control = Arc::new(swap::Control::new(
         app.clone(),
         engine,
+        config.clone(),
         args.config.clone(),
         args.overrides(),
     ));
@@ -93,6 +97,7 @@ fn run(args: &cli::Args) -> Result<()> {
                 admin,
                 control.clone(),
                 config.admin_token.clone(),
+                config.http,
             ));
         }
         if config.watch {

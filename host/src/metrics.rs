@@ -45,6 +45,8 @@ pub struct Metrics {
     component_info: IntGaugeVec,
     swaps: CounterVec,
     swap_duration: HistogramVec,
+    generation: IntGauge,
+    changes: CounterVec,
     process: ProcessMetrics,
 }
 
@@ -124,6 +126,18 @@ impl Metrics {
             ]),
             &["path"],
         )?;
+        let generation = IntGauge::with_opts(Opts::new(
+            name("routes_generation"),
+            "Changes made to what is served since start (swaps and reloads applied).",
+        ))?;
+        let changes = CounterVec::new(
+            Opts::new(
+                name("route_changes_total"),
+                "Requested changes to what is served, by source (upload, file, watch, reload) \
+                 and result (ok, rejected).",
+            ),
+            &["source", "result"],
+        )?;
         let info = IntGaugeVec::new(
             Opts::new(name("exporter_info"), "Information about the exporter."),
             &["version"],
@@ -141,6 +155,8 @@ impl Metrics {
         registry.register(Box::new(component_info.clone()))?;
         registry.register(Box::new(swaps.clone()))?;
         registry.register(Box::new(swap_duration.clone()))?;
+        registry.register(Box::new(generation.clone()))?;
+        registry.register(Box::new(changes.clone()))?;
         registry.register(Box::new(info))?;
         let process = ProcessMetrics::register(&registry)?;
 
@@ -158,6 +174,8 @@ impl Metrics {
             component_info,
             swaps,
             swap_duration,
+            generation,
+            changes,
             process,
         })
     }
@@ -217,6 +235,17 @@ impl Metrics {
         self.swap_duration
             .with_label_values(&[path])
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Publishes the generation of what is served.
+    pub fn set_generation(&self, generation: u64) {
+        self.generation.set(generation as i64);
+    }
+
+    /// Counts one requested change; `source` is a fixed name from `swap.rs`.
+    pub fn observe_change(&self, source: &str, applied: bool) {
+        let result = if applied { "ok" } else { "rejected" };
+        self.changes.with_label_values(&[source, result]).inc();
     }
 
     /// Counts a request in (`true`) or out of flight.

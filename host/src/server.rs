@@ -26,7 +26,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 
 use crate::app::App;
-use crate::config::Config;
+use crate::config::{Config, HttpLimits};
 
 /// Connections the kernel may queue before the server accepts them (capped
 /// by `net.core.somaxconn`). The std default, 128, overflows when thousands
@@ -46,6 +46,17 @@ pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
+/// An HTTP/1.1 connection builder with the head guards of `limits`: the
+/// head must arrive within the header timeout (which also closes idle
+/// kept-alive connections) and fit the header size limit.
+pub fn http1(limits: &HttpLimits) -> http1::Builder {
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes);
+    http
+}
+
 pub async fn serve(
     listener: TcpListener,
     app: Arc<App>,
@@ -53,10 +64,7 @@ pub async fn serve(
     config: &Config,
 ) {
     let limits = config.http;
-    let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes);
+    let http = http1(&limits);
     let connections = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
 

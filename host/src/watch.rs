@@ -3,11 +3,14 @@
 //!
 //! The folders holding routed files are watched (not the files: renaming a
 //! new file into place replaces the inode, and Kubernetes volumes swap a
-//! symlink). Events are debounced: only after the folder has been quiet for
-//! a moment are the routed files hashed, and a route is swapped when its
-//! file's content differs from what was last seen there. So a half-written
-//! file is at worst rejected (the old version serves on) and picked up once
-//! complete, and a version uploaded through the admin API is not undone by an
+//! symlink); for a route named by a pattern, every folder its matches may
+//! live in (`component_file::folders_to_watch`), re-read after each event
+//! so a build folder that appears later is watched too. Events are only
+//! triggers: after a moment of quiet every route is resolved again (the
+//! newest match serves) and a route is swapped when that file's content
+//! differs from what was last seen there. So a half-written file is at
+//! worst rejected (the old version serves on) and picked up once complete,
+//! and a version uploaded through the admin API is not undone by an
 //! unrelated change next to it.
 
 use std::collections::{BTreeSet, HashMap};
@@ -18,7 +21,9 @@ use notify_debouncer_mini::notify::RecursiveMode;
 use notify_debouncer_mini::{DebounceEventResult, new_debouncer};
 use wasmtime::Result;
 
+use crate::app::Endpoint;
 use crate::cache;
+use crate::component_file;
 use crate::swap::{Control, DEBOUNCE, Source};
 
 /// Watches until the process ends.
@@ -30,7 +35,7 @@ pub async fn run(control: Arc<Control>) -> Result<()> {
         }
         let _ = events.send(());
     })?;
-    let mut reloads = control.reloads();
+    let mut generations = control.generations();
     let mut watched = BTreeSet::new();
     let mut seen = HashMap::new();
     loop {
@@ -39,7 +44,8 @@ pub async fn run(control: Arc<Control>) -> Result<()> {
             .routes()
             .endpoints()
             .iter()
-            .filter_map(|e| e.file.parent()?.canonicalize().ok())
+            .flat_map(|e| component_file::folders_to_watch(&e.source))
+            .filter_map(|folder| folder.canonicalize().ok())
             .collect();
         for folder in watched.difference(&folders) {
             let _ = debouncer.watcher().unwatch(folder);
@@ -57,33 +63,67 @@ pub async fn run(control: Arc<Control>) -> Result<()> {
         }
         watched = folders;
         for endpoint in control.app().routes().endpoints() {
-            seen.entry(endpoint.path.to_string())
+            seen.entry(seen_key(endpoint))
                 .or_insert_with(|| endpoint.component().digest.clone());
         }
 
         tokio::select! {
             Some(()) = changed.recv() => rescan(&control, &mut seen).await,
-            Ok(()) = reloads.changed() => {}
+            Ok(()) = generations.changed() => {}
             else => return Ok(()),
         }
     }
 }
 
+/// What `seen` remembers a digest for: a route as the config names it
+/// (a reload that points a route elsewhere starts afresh).
+type SeenKey = (String, PathBuf);
+
+fn seen_key(endpoint: &Endpoint) -> SeenKey {
+    (endpoint.path.to_string(), endpoint.source.clone())
+}
+
 /// Swaps every route whose file changed since it was last seen.
-async fn rescan(control: &Control, seen: &mut HashMap<String, String>) {
+async fn rescan(control: &Control, seen: &mut HashMap<SeenKey, String>) {
     for endpoint in control.app().routes().endpoints() {
         // Missing for a moment while a file is renamed into place: the next
         // event brings it.
-        let Ok(bytes) = tokio::fs::read(&endpoint.file).await else {
+        let source = endpoint.source.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            let resolved = component_file::resolve(&source)?;
+            component_file::read(&resolved.file, component_file::MAX_COMPONENT_BYTES)
+                .map(|bytes| (resolved, bytes))
+        })
+        .await;
+        let Ok(Ok((resolved, bytes))) = read else {
             continue;
         };
-        let digest = cache::digest(&bytes);
-        if seen.get(endpoint.path.as_ref()) == Some(&digest) {
+        if component_file::is_core_module(&bytes) {
+            // `cargo component build` writes the core module first, then
+            // converts it in place: the conversion brings another event.
+            tracing::info!(
+                route = %endpoint.path,
+                file = %resolved.file.display(),
+                "a core module, not (yet) a component: waiting for it to be converted"
+            );
             continue;
         }
-        seen.insert(endpoint.path.to_string(), digest);
-        tracing::info!(route = %endpoint.path, file = %endpoint.file.display(), "component file changed");
+        let digest = cache::digest(&bytes);
+        let key = seen_key(endpoint);
+        if seen.get(&key) == Some(&digest) {
+            continue;
+        }
+        seen.insert(key, digest);
+        tracing::info!(
+            route = %endpoint.path,
+            file = %resolved.file.display(),
+            "component file changed{}",
+            crate::swap::newest_of(&resolved)
+        );
         // Counted and logged by the swap, whatever its result.
-        let _ = control.swap(&endpoint.path, Source::Bytes(bytes)).await;
+        let file = resolved.file;
+        let _ = control
+            .swap(&endpoint.path, Source::Rebuilt { file, bytes })
+            .await;
     }
 }

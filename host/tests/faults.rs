@@ -114,6 +114,66 @@ async fn a_spinning_component_is_stopped_at_the_deadline_with_504() {
     assert_eq!(bucket(&one, 0.5), 20.0, "{one:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_that_fails_twice_is_counted_once_with_its_first_failure() {
+    let host = Host::start(
+        &config_text(
+            "request_timeout = \"500ms\"",
+            &fault_routes(&["/fault/error-code-then-trap", "/fault/error-code-then-spin"]),
+        ),
+        &[],
+    );
+    for path in ["/fault/error-code-then-trap", "/fault/error-code-then-spin"] {
+        for (status, body) in get_many(host.url(path), 5, 5).await {
+            assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{path}: {body}");
+        }
+    }
+    // The second failures happen after the answers (the spinning guests at
+    // their deadline): wait until the host has logged all ten.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while host
+        .log()
+        .matches("failed again after failing (error_code)")
+        .count()
+        < 10
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the second failures were not all logged:\n{}",
+            host.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let scrape = scrape(&host).await;
+    for path in ["/fault/error-code-then-trap", "/fault/error-code-then-spin"] {
+        let counted: f64 = samples(
+            &scrape,
+            "webapp_wasm_guest_failures_total",
+            &[("path", path)],
+        )
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v) => v,
+            _ => panic!("not a counter"),
+        })
+        .sum();
+        assert_eq!(counted, 5.0, "{path}: every kind together");
+        let first = value(
+            &scrape,
+            "webapp_wasm_guest_failures_total",
+            &[("path", path), ("kind", "error_code")],
+        );
+        assert_eq!(first, 5.0, "{path}: counted as the first failure");
+    }
+    assert_eq!(
+        value(
+            &scrape,
+            "webapp_http_request_exceptions_total",
+            &[("status", "500")]
+        ),
+        10.0
+    );
+}
+
 fn start_failure(config: &str) -> (String, String) {
     let dir = testkit::tempfile::tempdir().unwrap();
     let path = dir.path().join("webapp.toml");

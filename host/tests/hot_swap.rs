@@ -12,35 +12,6 @@ use hyper::StatusCode;
 use serde_json::Value;
 use testkit::*;
 
-/// POSTs or PUTs to the admin API with an optional token; returns status and JSON.
-async fn admin(
-    host: &Host,
-    method: &str,
-    path: &str,
-    body: Vec<u8>,
-    token: Option<&str>,
-) -> (u16, Value) {
-    use http_body_util::{BodyExt, Full};
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Full<bytes::Bytes>>();
-    let mut request = hyper::Request::builder()
-        .method(method)
-        .uri(host.admin_url(path));
-    if let Some(token) = token {
-        request = request.header("authorization", format!("Bearer {token}"));
-    }
-    let response = client
-        .request(request.body(Full::new(body.into())).unwrap())
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
-}
-
 /// Uploads `file`'s bytes as the `/swap` route's new component.
 async fn upload(host: &Host, file: &Path) -> (u16, Value) {
     let bytes = std::fs::read(file).unwrap();
@@ -48,25 +19,14 @@ async fn upload(host: &Host, file: &Path) -> (u16, Value) {
 }
 
 async fn digest_of(host: &Host, route: &str) -> String {
-    let (status, routes) = admin(host, "GET", "/routes", vec![], None).await;
-    assert_eq!(status, 200);
-    routes
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["path"] == route)
-        .unwrap_or_else(|| panic!("no {route} in {routes}"))["digest"]
+    served_route(host, route).await.0["digest"]
         .as_str()
         .unwrap()
         .to_owned()
 }
 
 fn sha256(path: &Path) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(std::fs::read(path).unwrap())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    sha256_hex(&std::fs::read(path).unwrap())
 }
 
 /// Puts `source` at `target` the way build tools do: write aside, rename over.
@@ -234,10 +194,29 @@ async fn bad_versions_are_rejected_and_the_old_one_serves_on() {
             (StatusCode::OK, "1".to_string())
         );
     }
-    // Through the watched file: rejected too.
-    for path in &bad {
+    // Through the watched file: rejected too. Each rejection is counted:
+    // wait for the count (not for a while) before checking nothing changed.
+    for (i, path) in bad.iter().enumerate() {
         rename_into_place(path, &file);
-        tokio::time::sleep(Duration::from_millis(800)).await;
+        let rejected = 3.0 + i as f64 + 1.0;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let scrape = scrape(&host).await;
+            let count = value(
+                &scrape,
+                "webapp_component_swaps_total",
+                &[("path", "/swap"), ("result", "rejected")],
+            );
+            if count == rejected {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{path:?}: {count} rejections counted, not {rejected}\n{}",
+                host.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         assert_eq!(digest_of(&host, "/swap").await, serving);
         assert_eq!(
             get(&client(), &host.url("/swap")).await,
@@ -365,8 +344,9 @@ async fn the_admin_api_requires_its_token() {
             .0,
         401
     );
-    let (status, routes) = admin(&host, "GET", "/routes", vec![], Some("s3cret")).await;
+    let (status, served) = admin(&host, "GET", "/routes", vec![], Some("s3cret")).await;
     assert_eq!(status, 200);
+    let routes = &served["routes"];
     assert_eq!(routes.as_array().unwrap().len(), 5);
     assert_eq!(routes[0]["digest"], sha256(&component("ep_one")));
 }
@@ -392,8 +372,8 @@ fn an_admin_api_beyond_loopback_without_a_token_does_not_start() {
 async fn compiled_components_are_reused_across_restarts() {
     let cache = testkit::tempfile::tempdir().unwrap();
     let args = ["--cache-dir", cache.path().to_str().unwrap()];
-    let origins = |routes: &Value| -> Vec<String> {
-        routes
+    let origins = |served: &Value| -> Vec<String> {
+        served["routes"]
             .as_array()
             .unwrap()
             .iter()

@@ -21,6 +21,14 @@ async fn mixed_traffic_and_faults_for_minutes_lose_nothing_and_leak_nothing() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(120);
+    // The leak check compares two halves of the run after a warm-up: too
+    // short a run would leave it nothing to compare.
+    assert!(
+        seconds >= 20,
+        "SOAK_SECONDS must be at least 20, not {seconds}: the leak check needs samples"
+    );
+    // 24 samples of resident memory whatever the length (every 5 s of 120 s).
+    let sample_every = Duration::from_secs(seconds) / 24;
     let mut config = config_text("", &demo_routes());
     for (path, extra, _) in FAULTS {
         config.push_str(&format!(
@@ -59,7 +67,7 @@ async fn mixed_traffic_and_faults_for_minutes_lose_nothing_and_leak_nothing() {
         faults_sent += 1;
         if Instant::now() >= next_sample {
             rss.push(host.rss_bytes() as f64 / (1 << 20) as f64);
-            next_sample += Duration::from_secs(5);
+            next_sample += sample_every;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -90,11 +98,16 @@ async fn mixed_traffic_and_faults_for_minutes_lose_nothing_and_leak_nothing() {
     assert_eq!(counted, answered as f64 + f64::from(faults_sent));
 
     // No growth trend: the second half's peak is not above the first half's
-    // (after a 20 s warm-up) by more than a little.
+    // (after a warm-up, the first sixth of the run) by more than a little.
     let warm: Vec<f64> = rss.iter().copied().skip(4).collect();
+    assert!(
+        warm.len() >= 16,
+        "only {} memory samples: {rss:?}",
+        warm.len()
+    );
     let (first, second) = warm.split_at(warm.len() / 2);
     let peak = |xs: &[f64]| xs.iter().copied().fold(0.0, f64::max);
-    eprintln!("resident memory every 5 s (MiB): {rss:.0?}");
+    eprintln!("resident memory every {sample_every:?} (MiB): {rss:.0?}");
     assert!(
         peak(second) < peak(first) + 16.0,
         "resident memory grew: first half peak {:.0} MiB, second half {:.0} MiB",

@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Empty, Full};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -80,21 +80,15 @@ pub fn repo_root() -> &'static Path {
 pub fn components() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let manifest = repo_root().join("components/Cargo.toml");
+        // The root's default members are the guest components.
         let status = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--release",
-                "--target",
-                "wasm32-wasip2",
-                "--manifest-path",
-            ])
-            .arg(&manifest)
+            .args(["build", "--release", "--target", "wasm32-wasip2"])
+            .current_dir(repo_root())
             .env_remove("CARGO_TARGET_DIR")
             .status()
             .expect("running cargo to build the components");
         assert!(status.success(), "building the components failed");
-        repo_root().join("components/target/wasm32-wasip2/release")
+        repo_root().join("target/wasm32-wasip2/release")
     })
 }
 
@@ -102,22 +96,28 @@ pub fn components() -> &'static Path {
 /// plus the preview1 adapter), if it is installed; with REQUIRE_TOOLS its
 /// absence fails rather than skips.
 pub fn components_via_cargo_component() -> Option<PathBuf> {
-    let manifest = repo_root().join("components/Cargo.toml");
     let status = Command::new(env!("CARGO"))
-        .args(["component", "build", "--release", "--manifest-path"])
-        .arg(&manifest)
+        .args(["component", "build", "--release"])
+        .current_dir(repo_root())
         .env_remove("CARGO_TARGET_DIR")
         .status();
     match status {
-        Ok(status) if status.success() => {
-            Some(repo_root().join("components/target/wasm32-wasip1/release"))
-        }
+        Ok(status) if status.success() => Some(repo_root().join("target/wasm32-wasip1/release")),
         other => {
             assert!(!tools_required(), "cargo component build failed: {other:?}");
             eprintln!("cargo-component unavailable ({other:?}): skipping");
             None
         }
     }
+}
+
+/// A component's identity as the host reports it: lowercase hex SHA-256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 pub fn component(stem: &str) -> PathBuf {
@@ -169,7 +169,6 @@ impl Host {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("webapp.toml");
         std::fs::write(&path, config).unwrap();
-        let log = std::fs::File::create(dir.path().join("host.log")).unwrap();
         // An admin API on its own ephemeral port, and one compile cache for
         // every test (inside target/, never the user's).
         let mut defaults = Vec::new();
@@ -186,18 +185,46 @@ impl Host {
         {
             defaults.extend(["--cache-dir", cache.to_str().unwrap()]);
         }
-        let mut child = Command::new(workspace_binary("host"))
+        let mut command = Command::new(workspace_binary("host"));
+        command
             .arg("--config")
             .arg(&path)
             .args(["--listen", listen])
             .args(&defaults)
             .args(args)
-            .env("RUST_LOG", "warn")
+            // The host's own info lines (loads, swaps, reloads) are what
+            // tests wait for; its dependencies' only when they warn.
+            .env("RUST_LOG", "warn,host=info");
+        Host::spawn(command, dir)
+    }
+
+    /// Starts the host binary exactly as `cargo run -p host` does from the
+    /// folder `root`: no flags, so it serves `root/webapp.toml`. Only the
+    /// environment differs: both listeners on ephemeral loopback ports, the
+    /// compile cache in a fresh folder, logs at `info`.
+    pub fn start_as_user(root: &Path) -> Host {
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = Command::new(workspace_binary("host"));
+        command
+            .current_dir(root)
+            .env("WEBAPP_LISTEN", "127.0.0.1:0")
+            .env("WEBAPP_ADMIN_LISTEN", "127.0.0.1:0")
+            .env("WEBAPP_CACHE_DIR", dir.path().join("cache"))
+            .env("RUST_LOG", "info");
+        Host::spawn(command, dir)
+    }
+
+    /// Runs `command` (the host binary) with its log in `dir`, and waits
+    /// until it listens.
+    fn spawn(mut command: Command, dir: tempfile::TempDir) -> Host {
+        let log_path = dir.path().join("host.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
             .expect("starting the host");
-        let (addr, admin) = wait_for_listen_lines(&mut child, &dir.path().join("host.log"));
+        let (addr, admin) = wait_for_listen_lines(&mut child, &log_path);
         Host {
             child,
             addr,
@@ -379,6 +406,62 @@ pub async fn get_many(url: String, n: usize, concurrency: usize) -> Vec<(StatusC
         answers.push(task.await.unwrap());
     }
     answers
+}
+
+/// A request to the host's admin API with an optional bearer token;
+/// returns the status and the JSON answer (`Null` if it is not JSON).
+pub async fn admin(
+    host: &Host,
+    method: &str,
+    path: &str,
+    body: Vec<u8>,
+    token: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut request = Request::builder().method(method).uri(host.admin_url(path));
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let response = client
+        .request(request.body(Full::new(body.into())).unwrap())
+        .await
+        .expect("the admin API answers");
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// The route `route` as `GET /routes` shows it, and the generation.
+pub async fn served_route(host: &Host, route: &str) -> (serde_json::Value, u64) {
+    let (status, served) = admin(host, "GET", "/routes", vec![], None).await;
+    assert_eq!(status, 200, "{served}");
+    let found = served["routes"]
+        .as_array()
+        .expect("routes")
+        .iter()
+        .find(|r| r["path"] == route)
+        .unwrap_or_else(|| panic!("no {route} in {served}"))
+        .clone();
+    (found, served["generation"].as_u64().expect("a generation"))
+}
+
+/// Polls `check` until it holds, failing with `what` after `within`.
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + within;
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not within {within:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// The host's `/metrics`, raw.

@@ -33,12 +33,17 @@ impl endpoint_guest::bindings::exports::wasi::http::incoming_handler::Guest for 
             // Returns without ever setting the response outparam.
             "no-response" => drop(out),
             // Answers with a wasi:http error instead of a response.
-            "error-code" => ResponseOutparam::set(
-                out,
-                Err(ErrorCode::InternalError(Some(
-                    "the error-code fault".into(),
-                ))),
-            ),
+            "error-code" => set_error_code(out),
+            // Answers with an error code, then fails again: two failures of
+            // one request, which the host counts once.
+            "error-code-then-trap" => {
+                set_error_code(out);
+                trap()
+            }
+            "error-code-then-spin" => {
+                set_error_code(out);
+                spin()
+            }
             // Burns CPU forever without yielding to the host.
             "spin" => spin(),
             // Grows linear memory until the host's limit stops it.
@@ -73,6 +78,15 @@ fn read_body(request: IncomingRequest) -> Option<usize> {
             Err(_) => return None,
         }
     }
+}
+
+fn set_error_code(out: ResponseOutparam) {
+    ResponseOutparam::set(
+        out,
+        Err(ErrorCode::InternalError(Some(
+            "the error-code fault".into(),
+        ))),
+    )
 }
 
 fn trap() {
