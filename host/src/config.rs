@@ -1,16 +1,24 @@
-//! The host's configuration, parsed and checked once into a plain struct.
+//! The host's configuration: one definition, three layers, checked once.
 //!
-//! Values come in three layers, later ones winning: the TOML file, then
-//! environment variables and command-line flags (both through clap, see
-//! `cli.rs`, which hands them over as [`Overrides`]). Everything is checked
-//! here before anything starts, so a typo or a missing component file stops
-//! the host with an error naming the file and line, never half-way up.
+//! Every setting is defined once, as a field of [`Settings`] (or of one of
+//! its sections): the field is the TOML key, its clap attributes the flag
+//! and the environment variable, its doc comment the `--help`. The file is
+//! read into a `Settings`, the flags and environment into another, and the
+//! second is laid over the first ([`Settings::layered`]): file, then
+//! environment, then flags (clap lets a flag win over its variable). Each
+//! section then has one check that turns it into the plain values the host
+//! runs with ([`Config`]), so a typo or a missing component file stops the
+//! host before it listens, with an error naming the key (and, for what the
+//! file says, its line).
+//!
+//! A reload may change the routes (and `request_timeout`, their default
+//! timeout) only: [`Config::fixed_settings_changed`] names any other.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use toml::Spanned;
 use wasmtime::{Result, bail, format_err};
 
@@ -30,6 +38,204 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:5001";
 /// Fits the Kubernetes cache volume (256 MiB) with room to spare.
 pub const DEFAULT_CACHE_MAX_MIB: u64 = 200;
+
+/// Settings of the host: every one a key of the config file, a flag and an
+/// environment variable. Unset means "from the next layer down", at the
+/// bottom the default named in each doc comment.
+#[derive(Debug, Clone, Default, clap::Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Address to serve HTTP (and /metrics) on [key: listen; default 0.0.0.0:5000].
+    #[arg(long, env = "WEBAPP_LISTEN")]
+    pub listen: Option<SocketAddr>,
+
+    /// Prefix of the HTTP metric names; `flask` gives exactly the names of
+    /// prometheus_flask_exporter [key: metrics_prefix; default webapp].
+    #[arg(long, env = "WEBAPP_METRICS_PREFIX")]
+    pub metrics_prefix: Option<String>,
+
+    /// Longest a component may take to answer a request before it is
+    /// stopped and the client gets 504, e.g. `10s`, `500ms`; a route may set
+    /// its own `timeout` [key: request_timeout; default 10s; a reload may change it].
+    #[arg(long, env = "WEBAPP_REQUEST_TIMEOUT", value_parser = humantime::parse_duration)]
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub request_timeout: Option<Duration>,
+
+    /// After SIGINT/SIGTERM, how long in-flight requests may take to finish
+    /// before the host exits anyway [key: shutdown_grace; default 30s].
+    #[arg(long, env = "WEBAPP_SHUTDOWN_GRACE", value_parser = humantime::parse_duration)]
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub shutdown_grace: Option<Duration>,
+
+    /// After SIGINT/SIGTERM, how long to keep serving while /readyz answers
+    /// 503, so load balancers stop routing here first [key: drain_delay; default 0s].
+    #[arg(long, env = "WEBAPP_DRAIN_DELAY", value_parser = humantime::parse_duration)]
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub drain_delay: Option<Duration>,
+
+    /// Folder for compiled components, so restarts and swaps back skip
+    /// compiling; in the file, relative to the file's folder [key: cache_dir;
+    /// default $XDG_CACHE_HOME/webapp-host or ~/.cache/webapp-host].
+    #[arg(long, env = "WEBAPP_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// `--no-cache`: keep compiled components in memory only [key: cache = false].
+    #[arg(
+        long = "no-cache",
+        env = "WEBAPP_CACHE",
+        num_args = 0,
+        default_missing_value = "false"
+    )]
+    pub cache: Option<bool>,
+
+    /// Largest total size of the compile cache folder, in MiB; the least
+    /// recently used entries are evicted beyond it [key: cache_max_mib; default 200].
+    #[arg(long, env = "WEBAPP_CACHE_MAX_MIB")]
+    pub cache_max_mib: Option<u64>,
+
+    /// `--no-watch`: do not watch component files for new versions [key: watch = false].
+    #[arg(
+        long = "no-watch",
+        env = "WEBAPP_WATCH",
+        num_args = 0,
+        default_missing_value = "false"
+    )]
+    pub watch: Option<bool>,
+
+    /// `--no-request-metrics`: do not record per-request metrics (process
+    /// and component metrics stay); only useful to measure what metrics
+    /// cost [key: request_metrics = false].
+    #[arg(
+        long = "no-request-metrics",
+        env = "WEBAPP_REQUEST_METRICS",
+        num_args = 0,
+        default_missing_value = "false"
+    )]
+    pub request_metrics: Option<bool>,
+
+    #[command(flatten)]
+    #[serde(default)]
+    pub admin: AdminSettings,
+
+    #[command(flatten)]
+    #[serde(default)]
+    pub pool: PoolSettings,
+
+    #[command(flatten)]
+    #[serde(default)]
+    pub http: HttpSettings,
+
+    /// The route table: `[[route]]` tables, in the file only.
+    #[arg(skip)]
+    #[serde(default, rename = "route", skip_serializing)]
+    pub routes: Vec<FileRoute>,
+}
+
+/// `[admin]`: the admin API (routes, swaps, reloads).
+#[derive(Debug, Clone, Default, clap::Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSettings {
+    /// `--no-admin`: turn the admin API off [key: admin.enabled = false].
+    #[arg(
+        id = "admin_enabled",
+        long = "no-admin",
+        env = "WEBAPP_ADMIN",
+        num_args = 0,
+        default_missing_value = "false"
+    )]
+    pub enabled: Option<bool>,
+
+    /// Address of the admin API [key: admin.listen; default 127.0.0.1:5001].
+    #[arg(
+        id = "admin_listen",
+        long = "admin-listen",
+        env = "WEBAPP_ADMIN_LISTEN"
+    )]
+    pub listen: Option<SocketAddr>,
+
+    /// Bearer token the admin API requires; mandatory when it listens
+    /// beyond loopback [key: admin.token].
+    #[arg(
+        id = "admin_token",
+        long = "admin-token",
+        env = "WEBAPP_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+}
+
+/// `[pool]`: the instance pool, sized once at start.
+#[derive(Debug, Clone, Default, clap::Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolSettings {
+    /// Component instances alive at once (requests inside guests at once);
+    /// sizes the pooling allocator [key: pool.max_instances; default 1000].
+    #[arg(long, env = "WEBAPP_MAX_INSTANCES")]
+    pub max_instances: Option<u32>,
+
+    /// Largest linear memory of one instance, in MiB; a route may set a
+    /// lower `max_memory_mib` [key: pool.max_memory_mib; default 64].
+    #[arg(long, env = "WEBAPP_MAX_MEMORY_MIB")]
+    pub max_memory_mib: Option<u64>,
+}
+
+/// `[http]`: what one client may cost the server.
+#[derive(Debug, Clone, Default, clap::Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// A request head must arrive within this long; also the keep-alive
+    /// idle timeout [key: http.header_read_timeout; default 10s].
+    #[arg(long, env = "WEBAPP_HEADER_READ_TIMEOUT", value_parser = humantime::parse_duration)]
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub header_read_timeout: Option<Duration>,
+
+    /// Largest request head in bytes, at least 8192; larger gets 431
+    /// [key: http.max_header_bytes; default 16384].
+    #[arg(long, env = "WEBAPP_MAX_HEADER_BYTES")]
+    pub max_header_bytes: Option<usize>,
+
+    /// Largest request body in bytes; larger gets 413 [key: http.max_body_bytes; default 1048576].
+    #[arg(long, env = "WEBAPP_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<u64>,
+
+    /// Client connections open at once; beyond it a connection gets 503
+    /// and is closed [key: http.max_connections; default 10000].
+    #[arg(long, env = "WEBAPP_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
+    /// Requests inside components at once; beyond it requests get 503
+    /// [key: http.max_in_flight; default pool.max_instances].
+    #[arg(long, env = "WEBAPP_MAX_IN_FLIGHT")]
+    pub max_in_flight: Option<usize>,
+}
+
+/// One `[[route]]` table as the file has it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRoute {
+    path: Spanned<String>,
+    component: Spanned<PathBuf>,
+    #[serde(default, with = "humantime_serde")]
+    timeout: Option<Duration>,
+    max_memory_mib: Option<u64>,
+    fuel: Option<u64>,
+}
 
 /// Everything the host needs to start, resolved and checked.
 #[derive(Debug, Clone)]
@@ -56,6 +262,8 @@ pub struct Config {
     /// Whether per-request metrics are recorded (off only to measure their cost).
     pub request_metrics: bool,
     pub routes: Vec<RouteConfig>,
+    /// The layered settings as TOML, to tell which a reload would change.
+    layered: toml::Table,
 }
 
 /// What one client may cost the server, whatever it sends.
@@ -84,6 +292,7 @@ pub struct GuestLimits {
     /// Wasm fuel (roughly, instructions) the request may burn; `None` is unlimited.
     pub fuel: Option<u64>,
 }
+
 /// Sizes of wasmtime's pooling allocator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolConfig {
@@ -105,95 +314,39 @@ pub struct RouteConfig {
     pub defined_at: String,
 }
 
-/// Values given on the command line or in the environment.
-#[derive(Debug, Default, Clone)]
-pub struct Overrides {
-    pub listen: Option<SocketAddr>,
-    pub metrics_prefix: Option<String>,
-    pub request_timeout: Option<Duration>,
-    pub shutdown_grace: Option<Duration>,
-    pub drain_delay: Option<Duration>,
-    pub max_instances: Option<u32>,
-    pub admin_listen: Option<SocketAddr>,
-    pub admin_token: Option<String>,
-    pub no_admin: bool,
-    pub cache_dir: Option<PathBuf>,
-    pub no_cache: bool,
-    pub cache_max_mib: Option<u64>,
-    pub no_watch: bool,
-    pub no_request_metrics: bool,
+impl Settings {
+    /// `file` with `over` laid on top: a setting `over` has replaces the
+    /// file's. The routes are the file's.
+    pub fn layered(file: &Settings, over: &Settings) -> Result<Settings> {
+        let mut merged = toml::Table::try_from(file)?;
+        merge(&mut merged, toml::Table::try_from(over)?);
+        let mut layered: Settings = merged.try_into()?;
+        layered.routes = file.routes.clone();
+        Ok(layered)
+    }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    listen: Option<SocketAddr>,
-    metrics_prefix: Option<Spanned<String>>,
-    #[serde(default, with = "humantime_serde")]
-    request_timeout: Option<Duration>,
-    #[serde(default, with = "humantime_serde")]
-    shutdown_grace: Option<Duration>,
-    #[serde(default, with = "humantime_serde")]
-    drain_delay: Option<Duration>,
-    #[serde(default)]
-    pool: FilePool,
-    #[serde(default)]
-    http: FileHttp,
-    #[serde(default)]
-    admin: FileAdmin,
-    cache_dir: Option<PathBuf>,
-    cache_max_mib: Option<u64>,
-    watch: Option<bool>,
-    request_metrics: Option<bool>,
-    #[serde(default, rename = "route")]
-    routes: Vec<FileRoute>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct FilePool {
-    max_instances: Option<u32>,
-    max_memory_mib: Option<u64>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct FileAdmin {
-    enabled: Option<bool>,
-    listen: Option<SocketAddr>,
-    token: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct FileHttp {
-    #[serde(default, with = "humantime_serde")]
-    header_read_timeout: Option<Duration>,
-    max_header_bytes: Option<usize>,
-    max_body_bytes: Option<u64>,
-    max_connections: Option<usize>,
-    max_in_flight: Option<usize>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileRoute {
-    path: Spanned<String>,
-    component: Spanned<PathBuf>,
-    #[serde(default, with = "humantime_serde")]
-    timeout: Option<Duration>,
-    max_memory_mib: Option<u64>,
-    fuel: Option<u64>,
+/// Lays `top` over `base`, section by section.
+fn merge(base: &mut toml::Table, top: toml::Table) {
+    for (key, value) in top {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(below)), toml::Value::Table(above)) => merge(below, above),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
 }
 
 impl Config {
-    /// Reads `path`, applies `overrides`, and checks the result, including
-    /// that every component file exists. Relative component paths are taken
-    /// relative to the config file's folder, so the host can run from anywhere.
-    pub fn load(path: &Path, overrides: &Overrides) -> Result<Self> {
+    /// Reads `path`, lays `over` (flags and environment) on it, and checks
+    /// the result, including that every route's component file exists.
+    /// Relative paths in the file are taken from the file's folder, so the
+    /// host can run from anywhere.
+    pub fn load(path: &Path, over: &Settings) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format_err!("cannot read config file `{}`: {e}", path.display()))?;
-        let config = Self::parse(&text, path, overrides)?;
+        let config = Self::parse(&text, path, over)?;
         for route in &config.routes {
             if let Err(e) = component_file::resolve(&route.component) {
                 bail!(
@@ -208,219 +361,205 @@ impl Config {
     }
 
     /// Parses and checks config text; `path` names the file in errors and
-    /// anchors relative component paths. Touches no file.
-    pub fn parse(text: &str, path: &Path, overrides: &Overrides) -> Result<Self> {
-        let file: FileConfig = toml::from_str(text)
+    /// anchors relative paths. Touches no file.
+    pub fn parse(text: &str, path: &Path, over: &Settings) -> Result<Self> {
+        let mut file: Settings = toml::from_str(text)
             .map_err(|e| format_err!("invalid config file `{}`: {e}", path.display()))?;
-        let at = |offset: usize| format!("{}:{}", path.display(), line_of(text, offset));
         let base = path.parent().unwrap_or(Path::new(""));
+        file.cache_dir = file.cache_dir.map(|dir| base.join(dir));
+        let s = Settings::layered(&file, over)?;
 
-        let metrics_prefix = match (&overrides.metrics_prefix, &file.metrics_prefix) {
-            (Some(prefix), _) => {
-                check_metric_prefix(prefix).map_err(|e| format_err!("--metrics-prefix: {e}"))?;
-                prefix.clone()
-            }
-            (None, Some(prefix)) => {
-                check_metric_prefix(prefix.get_ref())
-                    .map_err(|e| format_err!("{}: {e}", at(prefix.span().start)))?;
-                prefix.get_ref().clone()
-            }
-            (None, None) => DEFAULT_METRICS_PREFIX.to_owned(),
-        };
-
-        let max_instances = overrides
-            .max_instances
-            .or(file.pool.max_instances)
-            .unwrap_or(DEFAULT_MAX_INSTANCES);
-        if max_instances == 0 {
-            bail!("pool.max_instances must be at least 1");
-        }
-        let max_memory_mib = file.pool.max_memory_mib.unwrap_or(DEFAULT_MAX_MEMORY_MIB);
-        if max_memory_mib == 0 || max_memory_mib > 4096 {
-            bail!("pool.max_memory_mib must be between 1 and 4096, not {max_memory_mib}");
-        }
-        let request_timeout = overrides
-            .request_timeout
-            .or(file.request_timeout)
-            .unwrap_or(DEFAULT_REQUEST_TIMEOUT);
+        let metrics_prefix = s
+            .metrics_prefix
+            .clone()
+            .unwrap_or_else(|| DEFAULT_METRICS_PREFIX.into());
+        check_metric_prefix(&metrics_prefix)
+            .map_err(|e| format_err!("metrics_prefix (--metrics-prefix): {e}"))?;
+        let request_timeout = s.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT);
         if request_timeout.is_zero() {
-            bail!("request_timeout must be above zero");
+            bail!("request_timeout (--request-timeout) must be above zero");
         }
-
-        if file.routes.is_empty() {
+        let pool = s.pool.check()?;
+        let http = s.http.check(&pool)?;
+        let (admin_listen, admin_token) = s.admin.check()?;
+        let cache_max_mib = s.cache_max_mib.unwrap_or(DEFAULT_CACHE_MAX_MIB);
+        if cache_max_mib == 0 {
             bail!(
-                "config file `{}` defines no routes: add `[[route]]` tables with `path` and `component`",
-                path.display()
+                "cache_max_mib (--cache-max-mib) must be at least 1 \
+                 (--no-cache keeps no compiled code on disk)"
             );
         }
-        let mut routes: Vec<RouteConfig> = Vec::with_capacity(file.routes.len());
-        for route in &file.routes {
-            let route_path = route.path.get_ref();
-            let defined_at = at(route.path.span().start);
-            check_route_path(route_path).map_err(|e| format_err!("{defined_at}: {e}"))?;
-            if let Some(first) = routes.iter().find(|r| &r.path == route_path) {
-                bail!(
-                    "{defined_at}: route `{route_path}` is already defined at {}",
-                    first.defined_at
-                );
-            }
-            let route_memory_mib = route.max_memory_mib.unwrap_or(max_memory_mib);
-            if route_memory_mib == 0 || route_memory_mib > max_memory_mib {
-                bail!(
-                    "{defined_at}: max_memory_mib of route `{route_path}` must be between 1 and \
-                     pool.max_memory_mib ({max_memory_mib}), not {route_memory_mib}"
-                );
-            }
-            if route.timeout.is_some_and(|t| t.is_zero()) || route.fuel == Some(0) {
-                bail!("{defined_at}: timeout and fuel of route `{route_path}` must be above zero");
-            }
-            routes.push(RouteConfig {
-                path: route_path.clone(),
-                component: base.join(route.component.get_ref()),
-                limits: GuestLimits {
-                    timeout: route.timeout.unwrap_or(request_timeout),
-                    max_memory_bytes: route_memory_mib << 20,
-                    fuel: route.fuel,
-                },
-                defined_at,
-            });
-        }
+        let routes = check_routes(&file.routes, text, path, request_timeout, &pool)?;
 
+        Ok(Config {
+            listen: s
+                .listen
+                .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default")),
+            metrics_prefix,
+            shutdown_grace: s.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
+            drain_delay: s.drain_delay.unwrap_or(Duration::ZERO),
+            pool,
+            http,
+            admin_listen,
+            admin_token,
+            cache_dir: match s.cache {
+                Some(false) => None,
+                _ => s.cache_dir.clone().or_else(default_cache_dir),
+            },
+            cache_max_bytes: cache_max_mib << 20,
+            watch: s.watch.unwrap_or(true),
+            request_metrics: s.request_metrics.unwrap_or(true),
+            routes,
+            layered: toml::Table::try_from(&s)?,
+        })
+    }
+
+    /// The settings that differ between `self` and `other` among those a
+    /// reload cannot change (all but the routes and `request_timeout`), by key.
+    pub fn fixed_settings_changed(&self, other: &Config) -> Vec<String> {
+        let mut changed = Vec::new();
+        diff("", &self.layered, &other.layered, &mut changed);
+        changed.retain(|key| key != "request_timeout");
+        changed
+    }
+}
+
+/// The keys whose values differ between `a` and `b`, dotted.
+fn diff(prefix: &str, a: &toml::Table, b: &toml::Table, out: &mut Vec<String>) {
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    for key in keys {
+        let name = format!("{prefix}{key}");
+        match (a.get(key), b.get(key)) {
+            (Some(toml::Value::Table(x)), Some(toml::Value::Table(y))) => {
+                diff(&format!("{name}."), x, y, out)
+            }
+            (x, y) if x != y => out.push(name),
+            _ => {}
+        }
+    }
+}
+
+impl PoolSettings {
+    fn check(&self) -> Result<PoolConfig> {
+        let max_instances = self.max_instances.unwrap_or(DEFAULT_MAX_INSTANCES);
+        if max_instances == 0 {
+            bail!("pool.max_instances (--max-instances) must be at least 1");
+        }
+        let max_memory_mib = self.max_memory_mib.unwrap_or(DEFAULT_MAX_MEMORY_MIB);
+        if !(1..=4096).contains(&max_memory_mib) {
+            bail!(
+                "pool.max_memory_mib (--max-memory-mib) must be between 1 and 4096, not {max_memory_mib}"
+            );
+        }
+        Ok(PoolConfig {
+            max_instances,
+            max_memory_bytes: max_memory_mib << 20,
+        })
+    }
+}
+
+impl HttpSettings {
+    fn check(&self, pool: &PoolConfig) -> Result<HttpLimits> {
         let http = HttpLimits {
-            header_read_timeout: file
-                .http
+            header_read_timeout: self
                 .header_read_timeout
                 .unwrap_or(DEFAULT_HEADER_READ_TIMEOUT),
-            max_header_bytes: file
-                .http
-                .max_header_bytes
-                .unwrap_or(DEFAULT_MAX_HEADER_BYTES),
-            max_body_bytes: file.http.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
-            max_connections: file.http.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
-            max_in_flight: file.http.max_in_flight.unwrap_or(max_instances as usize),
+            max_header_bytes: self.max_header_bytes.unwrap_or(DEFAULT_MAX_HEADER_BYTES),
+            max_body_bytes: self.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+            max_connections: self.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            max_in_flight: self.max_in_flight.unwrap_or(pool.max_instances as usize),
         };
         if http.header_read_timeout.is_zero() {
-            bail!("http.header_read_timeout must be above zero");
+            bail!("http.header_read_timeout (--header-read-timeout) must be above zero");
         }
         // hyper's read buffer cannot be smaller than 8 KiB.
         if http.max_header_bytes < 8192 {
             bail!(
-                "http.max_header_bytes must be at least 8192, not {}",
+                "http.max_header_bytes (--max-header-bytes) must be at least 8192, not {}",
                 http.max_header_bytes
             );
         }
         if http.max_connections == 0 || http.max_in_flight == 0 {
             bail!("http.max_connections and http.max_in_flight must be at least 1");
         }
-
-        let admin_enabled = !overrides.no_admin && file.admin.enabled.unwrap_or(true);
-        let admin_listen = admin_enabled.then(|| {
-            overrides
-                .admin_listen
-                .or(file.admin.listen)
-                .unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.parse().expect("valid default"))
-        });
-        let admin_token = overrides
-            .admin_token
-            .clone()
-            .or(file.admin.token)
-            .filter(|t| !t.is_empty());
-        if let Some(addr) = admin_listen
-            && !addr.ip().is_loopback()
-            && admin_token.is_none()
-        {
-            bail!(
-                "the admin API on {addr} is reachable beyond this machine: set a token \
-                 (--admin-token, WEBAPP_ADMIN_TOKEN or admin.token) or bind it to 127.0.0.1"
-            );
-        }
-        let cache_dir = if overrides.no_cache {
-            None
-        } else {
-            overrides
-                .cache_dir
-                .clone()
-                .or(file.cache_dir.map(|dir| base.join(dir)))
-                .or_else(default_cache_dir)
-        };
-
-        let cache_max_mib = overrides
-            .cache_max_mib
-            .or(file.cache_max_mib)
-            .unwrap_or(DEFAULT_CACHE_MAX_MIB);
-        if cache_max_mib == 0 {
-            bail!(
-                "cache_max_mib must be at least 1 (use --no-cache to keep no compiled code on disk)"
-            );
-        }
-
-        Ok(Config {
-            listen: overrides
-                .listen
-                .or(file.listen)
-                .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default")),
-            metrics_prefix,
-            shutdown_grace: overrides
-                .shutdown_grace
-                .or(file.shutdown_grace)
-                .unwrap_or(DEFAULT_SHUTDOWN_GRACE),
-            drain_delay: overrides
-                .drain_delay
-                .or(file.drain_delay)
-                .unwrap_or(Duration::ZERO),
-            pool: PoolConfig {
-                max_instances,
-                max_memory_bytes: max_memory_mib << 20,
-            },
-            http,
-            admin_listen,
-            admin_token,
-            cache_dir,
-            cache_max_bytes: cache_max_mib << 20,
-            watch: !overrides.no_watch && file.watch.unwrap_or(true),
-            request_metrics: !overrides.no_request_metrics && file.request_metrics.unwrap_or(true),
-            routes,
-        })
+        Ok(http)
     }
 }
 
-impl Config {
-    /// The settings that differ between `self` and `other` among those a
-    /// reload cannot change: every setting but the routes (and
-    /// `request_timeout`, which only gives routes their default timeout).
-    pub fn fixed_settings_changed(&self, other: &Config) -> Vec<&'static str> {
-        let mut changed = Vec::new();
-        let mut check = |name, same: bool| {
-            if !same {
-                changed.push(name);
-            }
-        };
-        check("listen", self.listen == other.listen);
-        check(
-            "metrics_prefix",
-            self.metrics_prefix == other.metrics_prefix,
-        );
-        check(
-            "shutdown_grace",
-            self.shutdown_grace == other.shutdown_grace,
-        );
-        check("drain_delay", self.drain_delay == other.drain_delay);
-        check("pool", self.pool == other.pool);
-        check("http", self.http == other.http);
-        check("admin.listen", self.admin_listen == other.admin_listen);
-        check("admin.token", self.admin_token == other.admin_token);
-        check("cache_dir", self.cache_dir == other.cache_dir);
-        check(
-            "cache_max_mib",
-            self.cache_max_bytes == other.cache_max_bytes,
-        );
-        check("watch", self.watch == other.watch);
-        check(
-            "request_metrics",
-            self.request_metrics == other.request_metrics,
-        );
-        changed
+impl AdminSettings {
+    /// Where the admin API listens (if on) and its token (if any).
+    fn check(&self) -> Result<(Option<SocketAddr>, Option<String>)> {
+        let listen = self.enabled.unwrap_or(true).then(|| {
+            self.listen
+                .unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.parse().expect("valid default"))
+        });
+        let token = self.token.clone().filter(|t| !t.is_empty());
+        if let Some(addr) = listen
+            && !addr.ip().is_loopback()
+            && token.is_none()
+        {
+            bail!(
+                "the admin API on {addr} is reachable beyond this machine: set a token \
+                 (admin.token, --admin-token or WEBAPP_ADMIN_TOKEN) or bind it to 127.0.0.1"
+            );
+        }
+        Ok((listen, token))
     }
+}
+
+/// Checks the file's `[[route]]` tables into routes, naming the line of
+/// each mistake.
+fn check_routes(
+    file_routes: &[FileRoute],
+    text: &str,
+    path: &Path,
+    request_timeout: Duration,
+    pool: &PoolConfig,
+) -> Result<Vec<RouteConfig>> {
+    let at = |offset: usize| format!("{}:{}", path.display(), line_of(text, offset));
+    let base = path.parent().unwrap_or(Path::new(""));
+    let pool_mib = pool.max_memory_bytes >> 20;
+    if file_routes.is_empty() {
+        bail!(
+            "config file `{}` defines no routes: add `[[route]]` tables with `path` and `component`",
+            path.display()
+        );
+    }
+    let mut routes: Vec<RouteConfig> = Vec::with_capacity(file_routes.len());
+    for route in file_routes {
+        let route_path = route.path.get_ref();
+        let defined_at = at(route.path.span().start);
+        check_route_path(route_path).map_err(|e| format_err!("{defined_at}: {e}"))?;
+        if let Some(first) = routes.iter().find(|r| &r.path == route_path) {
+            bail!(
+                "{defined_at}: route `{route_path}` is already defined at {}",
+                first.defined_at
+            );
+        }
+        let route_memory_mib = route.max_memory_mib.unwrap_or(pool_mib);
+        if route_memory_mib == 0 || route_memory_mib > pool_mib {
+            bail!(
+                "{defined_at}: max_memory_mib of route `{route_path}` must be between 1 and \
+                 pool.max_memory_mib ({pool_mib}), not {route_memory_mib}"
+            );
+        }
+        if route.timeout.is_some_and(|t| t.is_zero()) || route.fuel == Some(0) {
+            bail!("{defined_at}: timeout and fuel of route `{route_path}` must be above zero");
+        }
+        routes.push(RouteConfig {
+            path: route_path.clone(),
+            component: base.join(route.component.get_ref()),
+            limits: GuestLimits {
+                timeout: route.timeout.unwrap_or(request_timeout),
+                max_memory_bytes: route_memory_mib << 20,
+                fuel: route.fuel,
+            },
+            defined_at,
+        });
+    }
+    Ok(routes)
 }
 
 /// `$XDG_CACHE_HOME/webapp-host`, else `$HOME/.cache/webapp-host`.
@@ -451,7 +590,6 @@ fn check_metric_prefix(prefix: &str) -> std::result::Result<(), String> {
 fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -473,17 +611,17 @@ path = "/error"
 component = "/abs/ep_error.wasm"
 "#;
 
-    fn parse(text: &str, overrides: &Overrides) -> Result<Config> {
-        Config::parse(text, Path::new("conf/webapp.toml"), overrides)
+    fn parse(text: &str, over: &Settings) -> Result<Config> {
+        Config::parse(text, Path::new("conf/webapp.toml"), over)
     }
 
     fn err(text: &str) -> String {
-        format!("{:#}", parse(text, &Overrides::default()).unwrap_err())
+        format!("{:#}", parse(text, &Settings::default()).unwrap_err())
     }
 
     #[test]
     fn file_values_are_read_and_paths_resolved() {
-        let c = parse(FILE, &Overrides::default()).unwrap();
+        let c = parse(FILE, &Settings::default()).unwrap();
         assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(c.metrics_prefix, "flask");
         assert_eq!(c.routes[0].limits.timeout, Duration::from_secs(2));
@@ -499,13 +637,16 @@ component = "/abs/ep_error.wasm"
 
     #[test]
     fn overrides_win_over_the_file() {
-        let overrides = Overrides {
+        let overrides = Settings {
             listen: Some("127.0.0.1:0".parse().unwrap()),
             metrics_prefix: Some("other".into()),
             request_timeout: Some(Duration::from_millis(500)),
             shutdown_grace: Some(Duration::from_secs(1)),
             drain_delay: Some(Duration::from_secs(2)),
-            max_instances: Some(3),
+            pool: PoolSettings {
+                max_instances: Some(3),
+                ..Default::default()
+            },
             ..Default::default()
         };
         let c = parse(FILE, &overrides).unwrap();
@@ -537,7 +678,7 @@ fuel = 1000000
 path = "/b"
 component = "b.wasm"
 "#;
-        let c = parse(text, &Overrides::default()).unwrap();
+        let c = parse(text, &Settings::default()).unwrap();
         assert_eq!(
             c.routes[0].limits,
             GuestLimits {
@@ -559,22 +700,22 @@ component = "b.wasm"
         assert_eq!(c.http.max_connections, DEFAULT_MAX_CONNECTIONS);
 
         let over = text.replace("max_memory_mib = 8", "max_memory_mib = 64");
-        let e = format!("{:#}", parse(&over, &Overrides::default()).unwrap_err());
+        let e = format!("{:#}", parse(&over, &Settings::default()).unwrap_err());
         assert!(
             e.contains("conf/webapp.toml:9") && e.contains("max_memory_mib"),
             "{e}"
         );
         let typo = text.replace("fuel =", "feul =");
-        assert!(format!("{:#}", parse(&typo, &Overrides::default()).unwrap_err()).contains("feul"));
+        assert!(format!("{:#}", parse(&typo, &Settings::default()).unwrap_err()).contains("feul"));
         let tiny = text.replace("max_body_bytes = 100", "max_header_bytes = 100");
-        assert!(parse(&tiny, &Overrides::default()).is_err());
+        assert!(parse(&tiny, &Settings::default()).is_err());
     }
 
     #[test]
     fn defaults_fill_what_the_file_leaves_out() {
         let c = parse(
             "[[route]]\npath = \"/a\"\ncomponent = \"a.wasm\"\n",
-            &Overrides::default(),
+            &Settings::default(),
         )
         .unwrap();
         assert_eq!(c.listen, DEFAULT_LISTEN.parse().unwrap());
@@ -619,21 +760,27 @@ component = "b.wasm"
     #[test]
     fn the_admin_api_beyond_loopback_needs_a_token() {
         let routes = "[[route]]\npath = \"/a\"\ncomponent = \"a\"\n";
-        let c = parse(routes, &Overrides::default()).unwrap();
+        let c = parse(routes, &Settings::default()).unwrap();
         assert_eq!(c.admin_listen, Some(DEFAULT_ADMIN_LISTEN.parse().unwrap()));
         let open = format!("[admin]\nlisten = \"0.0.0.0:5001\"\n{routes}");
-        let e = format!("{:#}", parse(&open, &Overrides::default()).unwrap_err());
+        let e = format!("{:#}", parse(&open, &Settings::default()).unwrap_err());
         assert!(e.contains("token"), "{e}");
-        let with_token = Overrides {
-            admin_token: Some("s3cret".into()),
+        let with_token = Settings {
+            admin: AdminSettings {
+                token: Some("s3cret".into()),
+                ..Default::default()
+            },
             ..Default::default()
         };
         assert_eq!(
             parse(&open, &with_token).unwrap().admin_token.as_deref(),
             Some("s3cret")
         );
-        let off = Overrides {
-            no_admin: true,
+        let off = Settings {
+            admin: AdminSettings {
+                enabled: Some(false),
+                ..Default::default()
+            },
             ..Default::default()
         };
         assert_eq!(parse(&open, &off).unwrap().admin_listen, None);
@@ -642,7 +789,7 @@ component = "b.wasm"
     #[test]
     fn the_shipped_config_parses_with_the_five_endpoints() {
         let text = include_str!("../../webapp.toml");
-        let c = Config::parse(text, Path::new("webapp.toml"), &Overrides::default()).unwrap();
+        let c = Config::parse(text, Path::new("webapp.toml"), &Settings::default()).unwrap();
         let paths: Vec<&str> = c.routes.iter().map(|r| r.path.as_str()).collect();
         assert_eq!(
             paths,
@@ -653,10 +800,10 @@ component = "b.wasm"
 
     #[test]
     fn a_reload_may_change_routes_only() {
-        let before = parse(FILE, &Overrides::default()).unwrap();
+        let before = parse(FILE, &Settings::default()).unwrap();
         let routes_only = FILE.replace("c/ep_one.wasm", "c/other.wasm")
             + "\n[[route]]\npath = \"/new\"\ncomponent = \"n.wasm\"\n";
-        let after = parse(&routes_only, &Overrides::default()).unwrap();
+        let after = parse(&routes_only, &Settings::default()).unwrap();
         assert!(before.fixed_settings_changed(&after).is_empty());
         let text = FILE
             .replace("127.0.0.1:8080", "127.0.0.1:9090")
@@ -665,10 +812,44 @@ component = "b.wasm"
                 "max_instances = 10\nmax_memory_mib = 32",
             )
             .replace("[pool]", "[http]\nmax_body_bytes = 5\n[pool]");
-        let after = parse(&text, &Overrides::default()).unwrap();
+        let after = parse(&text, &Settings::default()).unwrap();
         assert_eq!(
             before.fixed_settings_changed(&after),
-            ["listen", "pool", "http"]
+            ["http.max_body_bytes", "listen", "pool.max_memory_mib"]
+        );
+    }
+
+    #[test]
+    fn flags_lay_over_the_file_section_by_section() {
+        let over = Settings {
+            http: HttpSettings {
+                max_body_bytes: Some(7),
+                ..Default::default()
+            },
+            watch: Some(false),
+            ..Default::default()
+        };
+        let text = format!("{FILE}\n[http]\nmax_connections = 3\nmax_body_bytes = 100\n");
+        let c = parse(&text, &over).unwrap();
+        assert_eq!(c.http.max_body_bytes, 7, "the flag wins");
+        assert_eq!(c.http.max_connections, 3, "the file's other keys stay");
+        assert!(!c.watch);
+        assert_eq!(c.routes.len(), 2, "routes come from the file");
+        let no_cache = Settings {
+            cache: Some(false),
+            cache_dir: Some("/somewhere".into()),
+            ..Default::default()
+        };
+        assert_eq!(parse(FILE, &no_cache).unwrap().cache_dir, None);
+        let c = parse(
+            &format!("cache_dir = \"cache\"\n{FILE}"),
+            &Settings::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.cache_dir,
+            Some(PathBuf::from("conf/cache")),
+            "relative to the file"
         );
     }
 
@@ -680,11 +861,8 @@ component = "b.wasm"
     #[test]
     fn metric_prefixes_are_checked() {
         let e = err("metrics_prefix = \"9bad\"\n[[route]]\npath = \"/a\"\ncomponent = \"a\"\n");
-        assert!(
-            e.contains("conf/webapp.toml:1") && e.contains("9bad"),
-            "{e}"
-        );
-        let overrides = Overrides {
+        assert!(e.contains("metrics_prefix") && e.contains("9bad"), "{e}");
+        let overrides = Settings {
             metrics_prefix: Some("has-dash".into()),
             ..Default::default()
         };

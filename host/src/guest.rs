@@ -181,7 +181,6 @@ pub async fn invoke(
     };
     let instantiation = Some(started.elapsed());
 
-    let guest_report = report.clone();
     let mut guest: GuestRun = Box::pin(async move {
         let result = {
             let handler = proxy.wasi_http_incoming_handler();
@@ -195,9 +194,6 @@ pub async fn invoke(
         };
         // Dropping the store drops an unset outparam: `receiver` then closes.
         drop(store);
-        if let Err(failure) = &result {
-            guest_report(failure);
-        }
         result
     });
 
@@ -205,16 +201,18 @@ pub async fn invoke(
         biased;
         set = &mut receiver => match set {
             Ok(Ok(response)) => {
+                let end = run_apart(guest, report);
                 return Invocation {
                     instantiation,
-                    result: Ok(response.map(|body| GuestBody::new(body, run_apart(guest)))),
+                    result: Ok(response.map(|body| GuestBody::new(body, end))),
                 };
             }
             // The answer is known (an error); the guest may go on: let it
             // end on its own.
             Ok(Err(code)) => {
-                drop(run_apart(guest));
-                return failed(instantiation, GuestFailure::ErrorCode(code));
+                let invocation = failed(instantiation, GuestFailure::ErrorCode(code));
+                drop(run_apart(guest, report));
+                return invocation;
             }
             // Dropped unset: how the guest ends says why.
             Err(_) => (&mut guest).await,
@@ -222,11 +220,26 @@ pub async fn invoke(
         ended = &mut guest => ended,
     };
     // The guest has ended (most do before their response is even looked
-    // at): what it left in the outparam, and how it ended, say the rest.
-    // A failure in `ended` was reported by the guest's future.
+    // at): what it left in the outparam, and how it ended, say the rest,
+    // reported in the order they happened.
     let result = match (receiver.try_recv(), ended) {
-        (Ok(Ok(response)), ended) => Ok(response.map(|body| GuestBody::ended(body, ended))),
-        (_, Err(failure)) => Err(failure),
+        (Ok(Ok(response)), ended) => {
+            if let Err(failure) = &ended {
+                report(failure);
+            }
+            Ok(response.map(|body| GuestBody::ended(body, ended)))
+        }
+        // An error code, then a trap: the error code came first.
+        (Ok(Err(code)), Err(failure)) => {
+            let first = GuestFailure::ErrorCode(code);
+            report(&first);
+            report(&failure);
+            Err(first)
+        }
+        (Err(_), Err(failure)) => {
+            report(&failure);
+            Err(failure)
+        }
         (Ok(Err(code)), Ok(())) => {
             let failure = GuestFailure::ErrorCode(code);
             report(&failure);
@@ -244,11 +257,15 @@ pub async fn invoke(
 }
 
 /// Lets `guest` run to its end (or deadline) on a task of its own; says how
-/// it ended. Its failures are reported by the guest's future itself.
-fn run_apart(guest: GuestRun) -> GuestEnd<GuestFailure> {
+/// it ended, and reports a failure when it happens.
+fn run_apart(guest: GuestRun, report: Report) -> GuestEnd<GuestFailure> {
     let (sender, end) = oneshot::channel();
     tokio::spawn(async move {
-        let _ = sender.send(guest.await);
+        let ended = guest.await;
+        if let Err(failure) = &ended {
+            report(failure);
+        }
+        let _ = sender.send(ended);
     });
     end
 }

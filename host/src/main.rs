@@ -29,6 +29,7 @@ mod state;
 mod swap;
 mod watch;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -48,6 +49,8 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: a log file or collector gets plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -59,7 +62,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &cli::Args) -> Result<()> {
-    let config = config::Config::load(&args.config, &args.overrides())?;
+    let config = config::Config::load(&args.config, &args.settings)?;
     let fuel = config.routes.iter().any(|r| r.limits.fuel.is_some());
     let engine = Arc::new(engine::WasmEngine::new(
         &config.pool,
@@ -83,7 +86,7 @@ fn run(args: &cli::Args) -> Result<()> {
         engine,
         config.clone(),
         args.config.clone(),
-        args.overrides(),
+        args.settings.clone(),
     ));
 
     let runtime = tokio::runtime::Runtime::new()?;

@@ -29,7 +29,7 @@ use wasmtime::{Result, format_err};
 
 use crate::app::{App, Endpoint, RouteSet};
 use crate::component_file;
-use crate::config::{Config, Overrides, RouteConfig};
+use crate::config::{Config, RouteConfig, Settings};
 use crate::engine::{LoadedComponent, WasmEngine};
 
 /// What to swap in.
@@ -130,7 +130,8 @@ pub struct Control {
     /// its routes (`Config::fixed_settings_changed`).
     config: Config,
     config_path: PathBuf,
-    overrides: Overrides,
+    /// The flags and environment, laid over the file again on a reload.
+    overrides: Settings,
     /// Taken for the whole of every change; holds the generation.
     changes: Mutex<u64>,
     /// The generation, published for the watcher (which re-reads what to
@@ -144,7 +145,7 @@ impl Control {
         engine: Arc<WasmEngine>,
         config: Config,
         config_path: PathBuf,
-        overrides: Overrides,
+        overrides: Settings,
     ) -> Self {
         app.metrics().set_generation(0);
         Self {

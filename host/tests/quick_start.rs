@@ -125,17 +125,18 @@ async fn cargo_component_build_then_cargo_run_then_edit_rebuild_served() {
     let host = Host::start_as_user(root);
     eprintln!("host start to listening: {:.0?}", started.elapsed());
     assert_demo_endpoints_answer(&host).await;
-    // At start the log names, per route, the file it resolved and its digest.
+    // At start the log names, per route, the file it resolved (as the host
+    // sees it from where it runs: relative to the root) and its digest.
     let log = host.log();
     for (path, stem, _, _) in ENDPOINTS {
-        let file = root.join(format!("target/wasm32-wasip1/debug/{stem}.wasm"));
-        let digest = &sha256_hex(&std::fs::read(&file).unwrap())[..12];
+        let file = format!("target/wasm32-wasip1/debug/{stem}.wasm");
+        let digest = &sha256_hex(&std::fs::read(root.join(&file)).unwrap())[..12];
         let line = log
             .lines()
             .find(|l| l.contains(&format!("route={path} ")) && l.contains("serving"))
             .unwrap_or_else(|| panic!("no start line for {path} in:\n{log}"));
         assert!(
-            line.contains(&file.display().to_string()) && line.contains(digest),
+            line.contains(&format!("file={file} ")) && line.contains(digest),
             "{line}"
         );
     }
@@ -184,21 +185,17 @@ async fn cargo_component_build_then_cargo_run_then_edit_rebuild_served() {
                 args.join(" ")
             );
         }
-        let file = root.join(format!("target/{folder}/ep_one.wasm"));
-        assert_eq!(
-            serving_file(&host, "/ep_one").await,
-            file.display().to_string()
-        );
+        let file = format!("target/{folder}/ep_one.wasm");
+        assert_eq!(serving_file(&host, "/ep_one").await, file);
         // The swap is logged with the route, the file and the new digest.
-        let digest = &sha256_hex(&std::fs::read(&file).unwrap())[..12];
+        let digest = &sha256_hex(&std::fs::read(root.join(&file)).unwrap())[..12];
         let log = host.log();
         assert!(
             log.lines().any(|l| l.contains("swapped")
                 && l.contains("route=/ep_one")
-                && l.contains(&file.display().to_string())
+                && l.contains(&format!("file={file} "))
                 && l.contains(digest)),
-            "no swap line for {} ({digest}) in:\n{log}",
-            file.display()
+            "no swap line for {file} ({digest}) in:\n{log}"
         );
         old = new;
     }
@@ -211,7 +208,7 @@ async fn cargo_component_build_then_cargo_run_then_edit_rebuild_served() {
             (StatusCode::from_u16(*status).unwrap(), body.to_string()),
             "{path}"
         );
-        let file = root.join(format!("target/wasm32-wasip2/release/{stem}.wasm"));
-        assert_eq!(serving_file(&host, path).await, file.display().to_string());
+        let file = format!("target/wasm32-wasip2/release/{stem}.wasm");
+        assert_eq!(serving_file(&host, path).await, file);
     }
 }
