@@ -255,10 +255,10 @@ impl Control {
                 metrics.set_component(path, Some(&previous.digest), &digest);
                 let generation = self.applied(&mut generation);
                 tracing::info!(
-                    route = path,
-                    file,
-                    from = &previous.digest[..12],
-                    to = &digest[..12],
+                    route = %path,
+                    file = %file,
+                    from = %&previous.digest[..12],
+                    to = %&digest[..12],
                     generation,
                     "swapped in {elapsed:.0?} ({kind})"
                 );
@@ -275,7 +275,7 @@ impl Control {
                 metrics.observe_swap(path, false, elapsed);
                 metrics.observe_change(kind, false);
                 tracing::warn!(
-                    route = path,
+                    route = %path,
                     "new component rejected ({kind}), the previous one keeps serving: {e:#}"
                 );
                 Err(SwapError::Rejected(format!("{e:#}")))
@@ -438,7 +438,7 @@ fn load_route(
     tracing::info!(
         route = %route.path,
         file = %resolved.file.display(),
-        digest = &component.digest[..12],
+        digest = %&component.digest[..12],
         "serving, loaded in {:.0?} ({}){}",
         started.elapsed(),
         component.origin.name(),

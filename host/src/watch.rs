@@ -101,7 +101,7 @@ async fn rescan(control: &Control, seen: &mut HashMap<SeenKey, String>) {
         if component_file::is_core_module(&bytes) {
             // `cargo component build` writes the core module first, then
             // converts it in place: the conversion brings another event.
-            tracing::info!(
+            tracing::debug!(
                 route = %endpoint.path,
                 file = %resolved.file.display(),
                 "a core module, not (yet) a component: waiting for it to be converted"
