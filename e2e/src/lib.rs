@@ -72,3 +72,9 @@ pub fn render(root: &Path, generated: &Generated) -> std::io::Result<String> {
     }
     Ok(out)
 }
+
+/// A panel query with the dashboard's variables given values: `$job` and
+/// `$instance` are regexes in Grafana (`All` is every value, joined).
+pub fn with_variables(expr: &str, job: &str, instance: &str) -> String {
+    expr.replace("$job", job).replace("$instance", instance)
+}

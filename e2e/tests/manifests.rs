@@ -168,6 +168,8 @@ fn dashboard_has_the_original_eight_panels_and_the_wasm_ones() {
         "Request duration p50",
         "Memory usage",
         "CPU usage",
+        "Memory per component",
+        "CPU per component",
         "Instantiation time p99",
         "Guest failures",
         "In-flight requests",
@@ -189,26 +191,62 @@ fn dashboard_has_the_original_eight_panels_and_the_wasm_ones() {
             panel["fieldConfig"]["defaults"]["unit"].is_string(),
             "{title} has no unit"
         );
-        assert_eq!(panel["datasource"]["uid"], "prometheus", "{title}");
-        let target = &panel["targets"][0];
-        assert!(
-            target["expr"].as_str().unwrap().contains("webapp")
-                || title.contains("Memory")
-                || title.contains("CPU")
+        // Importable into any Grafana: the data source is a variable, and
+        // every query follows the job and instance variables.
+        assert_eq!(panel["datasource"]["uid"], "${datasource}", "{title}");
+        for target in panel["targets"].as_array().unwrap() {
+            assert_eq!(target["datasource"]["uid"], "${datasource}", "{title}");
+            let expr = target["expr"].as_str().unwrap();
+            let selectors = expr.matches('{').count();
+            assert!(selectors > 0, "{title}: {expr}");
+            assert_eq!(
+                expr.matches(r#"job=~"$job""#).count(),
+                selectors,
+                "{title}: {expr}"
+            );
+            assert_eq!(
+                expr.matches(r#"instance=~"$instance""#).count(),
+                selectors,
+                "{title}: {expr}"
+            );
+            assert!(
+                expr.contains("webapp") || title.contains("Memory") || title.contains("CPU"),
+                "{title}: {expr}"
+            );
+            assert!(
+                !target["legendFormat"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .is_empty(),
+                "{title}"
+            );
+        }
+    }
+    let variables = dashboard["templating"]["list"].as_array().unwrap();
+    let variable = |name: &str| {
+        variables
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap_or_else(|| panic!("no ${name} variable"))
+    };
+    assert_eq!(variable("datasource")["type"], "datasource");
+    assert_eq!(variable("datasource")["query"], "prometheus");
+    for name in ["job", "instance"] {
+        assert_eq!(variable(name)["type"], "query");
+        assert_eq!(
+            variable(name)["includeAll"],
+            true,
+            "${name}: All by default"
         );
-        assert!(
-            !target["legendFormat"]
-                .as_str()
-                .unwrap_or_default()
-                .is_empty(),
-            "{title}"
-        );
+        assert_eq!(variable(name)["multi"], true);
+        assert_eq!(variable(name)["datasource"]["uid"], "${datasource}");
     }
     // Per-path panels aggregate across replicas by path.
-    for panel in panels
-        .iter()
-        .filter(|p| p["targets"][0]["legendFormat"] == "{{path}}")
-    {
+    for panel in panels.iter().filter(|p| {
+        p["targets"][0]["legendFormat"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("{{path}}"))
+    }) {
         let expr = panel["targets"][0]["expr"].as_str().unwrap();
         assert!(
             expr.contains("by (path)") || expr.contains("by (le, path)"),

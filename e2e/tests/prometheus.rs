@@ -168,11 +168,34 @@ async fn every_panel_query_returns_what_the_demo_implies() {
         &std::fs::read_to_string(repo_root().join("grafana/dashboards/webapp.json")).unwrap(),
     )
     .unwrap();
-    for panel in dashboard["panels"].as_array().unwrap() {
+    let process_cpu = query(
+        &client,
+        &base,
+        "rate(process_cpu_seconds_total{job=\"webapp\"}[30s])",
+    )
+    .await[0]
+        .1;
+    let mut all_paths = DEMO_PATHS.to_vec();
+    all_paths.extend(["/error", "/fault/trap"]);
+    for (panel, target) in dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|panel| {
+            panel["targets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(move |target| (panel, target))
+        })
+    {
         let title = panel["title"].as_str().unwrap();
-        let expr = panel["targets"][0]["expr"].as_str().unwrap();
-        // 2 m and 1 m windows shortened so 40 s of traffic fill them.
-        let expr = expr.replace("[2m]", "[30s]").replace("[1m]", "[30s]");
+        let ref_id = target["refId"].as_str().unwrap();
+        // The variables as "All" gives them; 2 m and 1 m windows shortened
+        // so 40 s of traffic fill them.
+        let expr = e2e::with_variables(target["expr"].as_str().unwrap(), "webapp", ".+")
+            .replace("[2m]", "[30s]")
+            .replace("[1m]", "[30s]");
         let series = query(&client, &base, &expr).await;
         match title {
             "Requests per second" => {
@@ -221,6 +244,30 @@ async fn every_panel_query_returns_what_the_demo_implies() {
                     "{title}: {}",
                     series[0].1
                 );
+            }
+            "CPU per component" => {
+                let shares = by_label(&series, "path", &all_paths, title);
+                for (path, share) in &shares {
+                    // The demo's guests mostly sleep: some CPU, far from a core.
+                    assert!(*share > 0.0 && *share < 0.5, "{title} {path}: {share}");
+                }
+                let total: f64 = shares.values().sum();
+                assert!(
+                    total <= process_cpu * 1.2,
+                    "{title}: {total} of {process_cpu}"
+                );
+            }
+            "Memory per component" => {
+                for (path, bytes) in by_label(&series, "path", &all_paths, title) {
+                    let (low, high) = match ref_id {
+                        "A" => (64.0 * 1024.0, 8.0 * 1024.0 * 1024.0),
+                        _ => (64.0 * 1024.0, 16.0 * 1024.0 * 1024.0),
+                    };
+                    assert!(
+                        (low..=high).contains(&bytes),
+                        "{title} {ref_id} {path}: {bytes} bytes"
+                    );
+                }
             }
             "Instantiation time p99" => {
                 let mut paths = DEMO_PATHS.to_vec();

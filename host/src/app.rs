@@ -195,12 +195,14 @@ impl App {
         let report =
             self.failure_report(endpoint.path.clone(), record.method, body_exceeded.clone());
         let component = endpoint.component();
+        let usage = self.metrics.guest_usage(endpoint.path.clone());
         let invocation = guest::invoke(
             &component.pre,
             request,
             &endpoint.limits,
             self.fuel_metered,
             report,
+            usage,
         )
         .await;
         if let Some(elapsed) = invocation.instantiation {

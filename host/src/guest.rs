@@ -26,6 +26,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use crate::body::{GuestBody, GuestEnd, LimitedBody};
 use crate::config::GuestLimits;
 use crate::state::{MemoryLimitExceeded, RequestState};
+use crate::usage::{GuestUsage, Timed};
 
 /// Why a guest produced no usable response (or a broken one).
 #[derive(Debug)]
@@ -111,7 +112,8 @@ pub struct Invocation {
 /// A guest's run from its call to its end.
 type GuestRun = Pin<Box<dyn Future<Output = Result<(), GuestFailure>> + Send>>;
 
-/// Instantiates the component and lets it handle `request` within `limits`.
+/// Instantiates the component and lets it handle `request` within `limits`;
+/// `usage`, when given, records what the guest costs (`usage.rs`).
 ///
 /// The guest runs on the calling task until it ends or sets its response,
 /// which for most guests is the same moment: no task, no hand-over per
@@ -129,6 +131,7 @@ pub async fn invoke(
     limits: &GuestLimits,
     fuel_metered: bool,
     report: Report,
+    usage: Option<Arc<GuestUsage>>,
 ) -> Invocation {
     // One timer for the whole request: instantiation and the call.
     let mut expiry = Box::pin(sleep_until(Instant::now() + limits.timeout));
@@ -140,7 +143,10 @@ pub async fn invoke(
         }
     };
 
-    let mut store = Store::new(pre.engine(), RequestState::new(limits.max_memory_bytes));
+    let mut store = Store::new(
+        pre.engine(),
+        RequestState::new(limits.max_memory_bytes, usage.clone()),
+    );
     store.limiter(|state| &mut state.memory);
     // With fuel metering on, every store needs fuel: routes without a
     // budget get all there is. With it off, there is nothing to set.
@@ -172,7 +178,7 @@ pub async fn invoke(
     let started = Instant::now();
     let instantiated = tokio::select! {
         biased;
-        instantiated = pre.instantiate_async(&mut store) => instantiated,
+        instantiated = Timed::new(pre.instantiate_async(&mut store), usage.clone()) => instantiated,
         () = &mut expiry => return failed(None, GuestFailure::Timeout),
     };
     let proxy = match instantiated {
@@ -181,21 +187,24 @@ pub async fn invoke(
     };
     let instantiation = Some(started.elapsed());
 
-    let mut guest: GuestRun = Box::pin(async move {
-        let result = {
-            let handler = proxy.wasi_http_incoming_handler();
-            tokio::select! {
-                biased;
-                ended = handler.call_handle(&mut store, request, outparam) => {
-                    ended.map_err(GuestFailure::from_error)
+    let mut guest: GuestRun = Box::pin(Timed::new(
+        async move {
+            let result = {
+                let handler = proxy.wasi_http_incoming_handler();
+                tokio::select! {
+                    biased;
+                    ended = handler.call_handle(&mut store, request, outparam) => {
+                        ended.map_err(GuestFailure::from_error)
+                    }
+                    () = expiry => Err(GuestFailure::Timeout),
                 }
-                () = expiry => Err(GuestFailure::Timeout),
-            }
-        };
-        // Dropping the store drops an unset outparam: `receiver` then closes.
-        drop(store);
-        result
-    });
+            };
+            // Dropping the store drops an unset outparam: `receiver` then closes.
+            drop(store);
+            result
+        },
+        usage,
+    ));
 
     let ended = tokio::select! {
         biased;

@@ -6,7 +6,8 @@
 //! engine, linker, component loading, compiled-code cache), `state`
 //! (per-request store data and limits), `guest` (one request through one
 //! component), `body` (request and response body guards), `routes` +
-//! `labels` (pure rules), `metrics` + `process` (what /metrics shows), `app`
+//! `labels` (pure rules), `usage` (what a guest costs), `metrics` +
+//! `process` (what /metrics shows), `app`
 //! (the routes served and one request end to end), `server` (connections and
 //! graceful stop), `swap` + `watch` + `admin` (changing what is served while
 //! serving).
@@ -27,6 +28,7 @@ mod routes;
 mod server;
 mod state;
 mod swap;
+mod usage;
 mod watch;
 
 use std::io::IsTerminal;

@@ -6,6 +6,7 @@
 //! Flask app could not: how long instantiation takes and how guests fail.
 //! Label values come only from the route table and `labels.rs`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::StatusCode;
@@ -16,6 +17,7 @@ use prometheus::{
 use wasmtime::Result;
 
 use crate::process::ProcessMetrics;
+use crate::usage::{GuestUsage, Usage};
 
 /// The buckets of the Python client (and so of the original dashboards):
 /// the Rust crate's defaults differ.
@@ -25,6 +27,24 @@ pub const DURATION_BUCKETS: &[f64] = &[
 
 /// Instantiation from a `ProxyPre` with the pooling allocator takes tens of
 /// microseconds; these resolve that range and show regressions into milliseconds.
+/// Peak linear memory of an instance: a Rust component starts at about
+/// 1 MiB; the pool allows up to 4 GiB.
+const MEMORY_BUCKETS: &[f64] = &[
+    65536.0,
+    262144.0,
+    1048576.0,
+    2097152.0,
+    4194304.0,
+    8388608.0,
+    16777216.0,
+    33554432.0,
+    67108864.0,
+    134217728.0,
+    268435456.0,
+    1073741824.0,
+    4294967296.0,
+];
+
 const INSTANTIATION_BUCKETS: &[f64] = &[
     0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1,
 ];
@@ -47,6 +67,12 @@ pub struct Metrics {
     swap_duration: HistogramVec,
     generation: IntGauge,
     changes: CounterVec,
+    /// Per route: CPU time in guests, peak memory per instance, instances
+    /// alive, time inside the guest (see `usage.rs` for what each includes).
+    guest_cpu: CounterVec,
+    guest_memory: HistogramVec,
+    guest_instances: IntGaugeVec,
+    guest_time: HistogramVec,
     process: ProcessMetrics,
 }
 
@@ -138,6 +164,38 @@ impl Metrics {
             ),
             &["source", "result"],
         )?;
+        let guest_cpu = CounterVec::new(
+            Opts::new(
+                name("component_cpu_seconds_total"),
+                "CPU time spent running each route's guests: their instantiation and every \
+                 poll of their call, with the WASI calls and body copies done in them; not \
+                 the HTTP server's own work.",
+            ),
+            &["path"],
+        )?;
+        let guest_memory = HistogramVec::new(
+            HistogramOpts::new(
+                name("component_memory_peak_bytes"),
+                "Peak linear memory of each request's instance, per route.",
+            )
+            .buckets(MEMORY_BUCKETS.to_vec()),
+            &["path"],
+        )?;
+        let guest_instances = IntGaugeVec::new(
+            Opts::new(
+                name("component_instances"),
+                "Component instances alive now, per route.",
+            ),
+            &["path"],
+        )?;
+        let guest_time = HistogramVec::new(
+            HistogramOpts::new(
+                name("component_guest_duration_seconds"),
+                "Wall time from the start of instantiation to the guest's end, per route.",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+            &["path"],
+        )?;
         let info = IntGaugeVec::new(
             Opts::new(name("exporter_info"), "Information about the exporter."),
             &["version"],
@@ -155,6 +213,10 @@ impl Metrics {
         registry.register(Box::new(component_info.clone()))?;
         registry.register(Box::new(swaps.clone()))?;
         registry.register(Box::new(swap_duration.clone()))?;
+        registry.register(Box::new(guest_cpu.clone()))?;
+        registry.register(Box::new(guest_memory.clone()))?;
+        registry.register(Box::new(guest_instances.clone()))?;
+        registry.register(Box::new(guest_time.clone()))?;
         registry.register(Box::new(generation.clone()))?;
         registry.register(Box::new(changes.clone()))?;
         registry.register(Box::new(info))?;
@@ -176,6 +238,10 @@ impl Metrics {
             swap_duration,
             generation,
             changes,
+            guest_cpu,
+            guest_memory,
+            guest_instances,
+            guest_time,
             process,
         })
     }
@@ -235,6 +301,32 @@ impl Metrics {
         self.swap_duration
             .with_label_values(&[path])
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Records what one request's guest should cost, or `None` when
+    /// per-request metrics are off: the instance is counted alive until
+    /// the returned usage reports its figures.
+    pub fn guest_usage(self: &Arc<Self>, path: Arc<str>) -> Option<Arc<GuestUsage>> {
+        if !self.per_request {
+            return None;
+        }
+        self.guest_instances.with_label_values(&[&path]).inc();
+        let metrics = self.clone();
+        Some(GuestUsage::new(Box::new(move |usage: Usage| {
+            metrics.guest_instances.with_label_values(&[&path]).dec();
+            metrics
+                .guest_cpu
+                .with_label_values(&[&path])
+                .inc_by(usage.cpu.as_secs_f64());
+            metrics
+                .guest_memory
+                .with_label_values(&[&path])
+                .observe(usage.peak_memory_bytes as f64);
+            metrics
+                .guest_time
+                .with_label_values(&[&path])
+                .observe(usage.inside.as_secs_f64());
+        })))
     }
 
     /// Publishes the generation of what is served.

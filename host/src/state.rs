@@ -6,10 +6,14 @@
 //! panicking guest's message is not lost. Its linear memory is capped by
 //! [`MemoryLimit`], per route.
 
+use std::sync::Arc;
+
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Result};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::usage::GuestUsage;
 
 pub struct RequestState {
     wasi: WasiCtx,
@@ -19,13 +23,15 @@ pub struct RequestState {
 }
 
 impl RequestState {
-    pub fn new(max_memory_bytes: u64) -> Self {
+    /// `usage`, when given, is told of every memory growth.
+    pub fn new(max_memory_bytes: u64, usage: Option<Arc<GuestUsage>>) -> Self {
         Self {
             wasi: WasiCtx::builder().inherit_stderr().build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             memory: MemoryLimit {
                 max_bytes: usize::try_from(max_memory_bytes).unwrap_or(usize::MAX),
+                usage,
             },
         }
     }
@@ -56,6 +62,8 @@ impl WasiHttpView for RequestState {
 /// allocation with an anonymous `unreachable`).
 pub struct MemoryLimit {
     max_bytes: usize,
+    /// Where the instance's memory growth is recorded, if anywhere.
+    usage: Option<Arc<GuestUsage>>,
 }
 
 /// The trap raised when a guest outgrows its memory limit.
@@ -80,7 +88,7 @@ impl std::error::Error for MemoryLimitExceeded {}
 impl ResourceLimiter for MemoryLimit {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> Result<bool> {
@@ -89,6 +97,9 @@ impl ResourceLimiter for MemoryLimit {
                 limit: self.max_bytes,
                 desired,
             }));
+        }
+        if let Some(usage) = &self.usage {
+            usage.memory_grew(current, desired);
         }
         Ok(true)
     }

@@ -9,6 +9,9 @@
 
 struct Faults;
 
+/// How long `busy` computes and `asleep` sleeps: 200 ms.
+const BUSY_OR_ASLEEP_NS: u64 = 200_000_000;
+
 use endpoint_guest::bindings::wasi::http::types::{
     ErrorCode, Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
 };
@@ -57,6 +60,29 @@ impl endpoint_guest::bindings::exports::wasi::http::incoming_handler::Guest for 
                 )
                 .block();
                 endpoint_guest::respond(out, 200, b"slow")
+            }
+            // Computes for 200 ms of wall time, then answers: CPU-bound.
+            "busy" => {
+                let clock = endpoint_guest::bindings::wasi::clocks::monotonic_clock::now;
+                let until = clock() + BUSY_OR_ASLEEP_NS;
+                let mut n: u64 = 0;
+                while clock() < until {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+                endpoint_guest::respond(out, 200, b"busy")
+            }
+            // Sleeps as long as `busy` computes, then answers: no CPU.
+            "asleep" => {
+                endpoint_guest::bindings::wasi::clocks::monotonic_clock::subscribe_duration(
+                    BUSY_OR_ASLEEP_NS,
+                )
+                .block();
+                endpoint_guest::respond(out, 200, b"asleep")
+            }
+            // Holds 16 MiB of linear memory, then answers.
+            "grow" => {
+                let held = std::hint::black_box(vec![1u8; 16 << 20]);
+                endpoint_guest::respond(out, 200, &held.len().to_string().into_bytes())
             }
             // Behaves, so tests can see the component works at all.
             "ok" => endpoint_guest::respond(out, 200, b"ok"),
