@@ -249,7 +249,7 @@ fn dashboard_has_the_original_eight_panels_and_the_wasm_ones() {
     }) {
         let expr = panel["targets"][0]["expr"].as_str().unwrap();
         assert!(
-            expr.contains("by (path)") || expr.contains("by (le, path)"),
+            expr.contains("by (path") || expr.contains("by (le, path)"),
             "{expr}"
         );
     }
