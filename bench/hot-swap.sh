@@ -18,7 +18,9 @@ wait_ready() { until curl -sf -o /dev/null "http://127.0.0.1:$1/healthz"; do sle
 
 cp "$wasm/ep_one.wasm" "$work/swap.wasm"
 config="$work/webapp.toml"
-sed "s|\"target/|\"$PWD/target/|" webapp.toml > "$config"
+# The release builds just made, whatever else `target/` holds (the default
+# patterns would serve whichever build is newest).
+sed "s|\"target/wasm32-wasip\*/\*/|\"$PWD/$wasm/|" webapp.toml > "$config"
 printf '[[route]]\npath = "/swap"\ncomponent = "%s"\n' "$work/swap.wasm" >> "$config"
 
 start_to_ready() { # $1 = cache args

@@ -113,7 +113,12 @@ async fn rescan(control: &Control, seen: &mut HashMap<SeenKey, String>) {
         if seen.get(&key) == Some(&digest) {
             continue;
         }
+        // Already serving (a reload may have loaded it first): nothing to do.
+        let serving = endpoint.component().digest == digest;
         seen.insert(key, digest);
+        if serving {
+            continue;
+        }
         tracing::info!(
             route = %endpoint.path,
             file = %resolved.file.display(),

@@ -90,7 +90,11 @@ async fn a_spinning_component_is_stopped_at_the_deadline_with_504() {
     );
     // Two spinning guests (one per core) must not starve the real endpoints.
     let spins = tokio::spawn(get_many(host.url("/fault/spin"), 2, 2));
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    eventually(Duration::from_secs(10), "both spinners running", || async {
+        let scrape = scrape(&host).await;
+        value(&scrape, "webapp_component_instances", &[("path", "/fault/spin")]) == 2.0
+    })
+    .await;
     let good = get_many(host.url("/ep_one"), 20, 10).await;
     assert!(good.iter().all(|a| a.0 == StatusCode::OK));
     for (status, _) in spins.await.unwrap() {
