@@ -3,13 +3,13 @@
 # cache, and swap latency (a new version written to the time it serves),
 # by file rename and by admin API upload. Release build; loopback only.
 #
-#   bench/hot-swap.sh [RUNS]        (default 5)
+#   bench/hot-swap.sh [RUNS]        (default 5; HOST=path/to/host to measure another build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}
 cargo build --release -q --target wasm32-wasip2
 cargo build --release -q -p host
-host=target/release/host
+host=${HOST:-target/release/host}   # HOST=another/build/host compares builds
 wasm=target/wasm32-wasip2/release
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT

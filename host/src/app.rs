@@ -13,8 +13,8 @@
 
 use std::convert::Infallible;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
@@ -31,7 +31,7 @@ use crate::config::{Config, GuestLimits};
 use crate::engine::LoadedComponent;
 use crate::guest::{self, GuestFailure};
 use crate::labels::{UNMATCHED_PATH, method_label};
-use crate::metrics::{self, Metrics};
+use crate::metrics::{self, Metrics, RouteMeters};
 use crate::routes::RouteTable;
 
 /// The body type of every response the host sends.
@@ -64,6 +64,9 @@ pub struct Endpoint {
     /// The component file or pattern the config names (watched for new versions).
     pub source: PathBuf,
     component: ArcSwap<LoadedComponent>,
+    /// The route's guest-usage series, resolved on its first request
+    /// (`None` with per-request metrics off).
+    meters: OnceLock<Option<Arc<RouteMeters>>>,
 }
 
 impl Endpoint {
@@ -78,6 +81,7 @@ impl Endpoint {
             limits,
             source,
             component: ArcSwap::new(component),
+            meters: OnceLock::new(),
         }
     }
 
@@ -195,7 +199,11 @@ impl App {
         let report =
             self.failure_report(endpoint.path.clone(), record.method, body_exceeded.clone());
         let component = endpoint.component();
-        let usage = self.metrics.guest_usage(endpoint.path.clone());
+        let usage = endpoint
+            .meters
+            .get_or_init(|| self.metrics.route_meters(&endpoint.path))
+            .as_ref()
+            .map(RouteMeters::guest_usage);
         let invocation = guest::invoke(
             &component.pre,
             request,

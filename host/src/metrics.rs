@@ -11,13 +11,36 @@ use std::time::Duration;
 
 use hyper::StatusCode;
 use prometheus::{
-    CounterVec, Encoder, HistogramOpts, HistogramVec, IntCounter, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Counter, CounterVec, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use wasmtime::Result;
 
 use crate::process::ProcessMetrics;
 use crate::usage::{GuestUsage, Usage};
+
+/// One route's guest-usage series (see `usage.rs` for what each measures).
+pub struct RouteMeters {
+    cpu: Counter,
+    memory: Histogram,
+    instances: IntGauge,
+    time: Histogram,
+}
+
+impl RouteMeters {
+    /// Counts an instance alive until the returned usage reports what its
+    /// guest cost.
+    pub fn guest_usage(self: &Arc<Self>) -> Arc<GuestUsage> {
+        self.instances.inc();
+        let meters = self.clone();
+        GuestUsage::new(Box::new(move |usage: Usage| {
+            meters.instances.dec();
+            meters.cpu.inc_by(usage.cpu.as_secs_f64());
+            meters.memory.observe(usage.peak_memory_bytes as f64);
+            meters.time.observe(usage.inside.as_secs_f64());
+        }))
+    }
+}
 
 /// The buckets of the Python client (and so of the original dashboards):
 /// the Rust crate's defaults differ.
@@ -303,30 +326,17 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// Records what one request's guest should cost, or `None` when
-    /// per-request metrics are off: the instance is counted alive until
-    /// the returned usage reports its figures.
-    pub fn guest_usage(self: &Arc<Self>, path: Arc<str>) -> Option<Arc<GuestUsage>> {
-        if !self.per_request {
-            return None;
-        }
-        self.guest_instances.with_label_values(&[&path]).inc();
-        let metrics = self.clone();
-        Some(GuestUsage::new(Box::new(move |usage: Usage| {
-            metrics.guest_instances.with_label_values(&[&path]).dec();
-            metrics
-                .guest_cpu
-                .with_label_values(&[&path])
-                .inc_by(usage.cpu.as_secs_f64());
-            metrics
-                .guest_memory
-                .with_label_values(&[&path])
-                .observe(usage.peak_memory_bytes as f64);
-            metrics
-                .guest_time
-                .with_label_values(&[&path])
-                .observe(usage.inside.as_secs_f64());
-        })))
+    /// One route's guest-usage series, resolved once (a label lookup per
+    /// request and series measured several percent of a hello request).
+    pub fn route_meters(&self, path: &str) -> Option<Arc<RouteMeters>> {
+        self.per_request.then(|| {
+            Arc::new(RouteMeters {
+                cpu: self.guest_cpu.with_label_values(&[path]),
+                memory: self.guest_memory.with_label_values(&[path]),
+                instances: self.guest_instances.with_label_values(&[path]),
+                time: self.guest_time.with_label_values(&[path]),
+            })
+        })
     }
 
     /// Publishes the generation of what is served.

@@ -100,16 +100,18 @@ async fn concurrent_uploads_of_new_versions_serve_their_own_code_across_restarts
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_new_version_uploaded_twice_at_once_is_compiled_once() {
     let cache = tempfile::tempdir().unwrap();
-    let config = config_text("", &[("/a", component("ep_one")), ("/b", component("ep_two"))]);
+    let config = config_text(
+        "",
+        &[("/a", component("ep_one")), ("/b", component("ep_two"))],
+    );
     let host = start(&config, cache.path());
     let bytes = variant(&component("ep_three"), &nonce("once"));
-    let answers = futures::future::join_all(["/routes/a/component", "/routes/b/component"].map(
-        |path| {
+    let answers =
+        futures::future::join_all(["/routes/a/component", "/routes/b/component"].map(|path| {
             let (host, bytes) = (&host, bytes.clone());
             async move { admin(host, "PUT", path, bytes, None).await }
-        },
-    ))
-    .await;
+        }))
+        .await;
     let mut compiled = 0;
     for (status, answer) in &answers {
         assert_eq!(*status, 200, "{answer}");

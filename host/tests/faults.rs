@@ -92,7 +92,11 @@ async fn a_spinning_component_is_stopped_at_the_deadline_with_504() {
     let spins = tokio::spawn(get_many(host.url("/fault/spin"), 2, 2));
     eventually(Duration::from_secs(10), "both spinners running", || async {
         let scrape = scrape(&host).await;
-        value(&scrape, "webapp_component_instances", &[("path", "/fault/spin")]) == 2.0
+        value(
+            &scrape,
+            "webapp_component_instances",
+            &[("path", "/fault/spin")],
+        ) == 2.0
     })
     .await;
     let good = get_many(host.url("/ep_one"), 20, 10).await;

@@ -119,7 +119,10 @@ async fn cargo_component_build_then_cargo_run_then_edit_rebuild_served() {
         .output()
         .is_ok_and(|out| out.status.success());
     if !installed {
-        assert!(!tools_required(), "cargo-component is required (REQUIRE_TOOLS)");
+        assert!(
+            !tools_required(),
+            "cargo-component is required (REQUIRE_TOOLS)"
+        );
         eprintln!("cargo-component not installed: skipping the quick start");
         return;
     }
