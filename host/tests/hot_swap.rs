@@ -3,7 +3,7 @@
 //! the old one serving on; the route table reloaded; compiled code cached.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -54,21 +54,17 @@ async fn twenty_swaps_under_load_fail_no_request() {
     let digests = [sha256(&versions[0].0), sha256(&versions[1].0)];
 
     // Background load from the generator, and our own readers checking bodies.
-    let generator = Command::new(workspace_binary("generator"))
-        .args([
-            "--target",
-            &host.url(""),
+    let generator = start_generator(
+        &host,
+        &[
             "--paths",
             "/swap=3,/ep_three,/error",
             "--workers",
             "8",
-            "--json",
-        ])
-        .args(["--duration", "60s"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+            "--duration",
+            "60s",
+        ],
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let mut readers = Vec::new();
     for _ in 0..4 {

@@ -2,7 +2,6 @@
 //! mixed with a steady trickle of every fault. Nothing goes unanswered and
 //! resident memory shows no growth trend. SOAK_SECONDS changes the length.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use testkit::*;
@@ -37,20 +36,10 @@ async fn mixed_traffic_and_faults_for_minutes_lose_nothing_and_leak_nothing() {
         ));
     }
     let host = Host::start(&config, &[]);
-    let generator = Command::new(workspace_binary("generator"))
-        .args([
-            "--target",
-            &host.url(""),
-            "--rate",
-            "100",
-            "--duration",
-            &format!("{seconds}s"),
-            "--json",
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let generator = start_generator(
+        &host,
+        &["--rate", "100", "--duration", &format!("{seconds}s")],
+    );
 
     let client = client();
     let started = Instant::now();

@@ -1,7 +1,6 @@
 //! What each component costs, per route: CPU time (computing counts,
 //! sleeping does not), peak instance memory, instances alive, time inside.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use hyper::StatusCode;
@@ -132,20 +131,7 @@ async fn instances_alive_are_counted_while_they_run() {
 async fn guest_cpu_adds_up_to_no_more_than_the_process_cpu() {
     let host = Host::demo();
     let before = scrape(&host).await;
-    let generator = Command::new(workspace_binary("generator"))
-        .args([
-            "--target",
-            &host.url(""),
-            "--workers",
-            "8",
-            "--duration",
-            "6s",
-            "--json",
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let generator = start_generator(&host, &["--workers", "8", "--duration", "6s"]);
     let out = tokio::task::block_in_place(|| generator.wait_with_output()).unwrap();
     assert!(out.status.success());
     let after = scrape(&host).await;

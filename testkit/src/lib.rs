@@ -337,6 +337,18 @@ fn wait_for_listen_lines(child: &mut Child, log: &Path) -> (SocketAddr, Option<S
     }
 }
 
+/// The traffic generator sending to `host` with `args` (and `--json`, so its
+/// summary comes on stdout when it ends).
+pub fn start_generator(host: &Host, args: &[&str]) -> Child {
+    Command::new(workspace_binary("generator"))
+        .args(["--target", &host.url(""), "--json"])
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("starting the generator")
+}
+
 /// Runs the host binary to completion (for start-up failures).
 pub fn run_host(args: &[&str]) -> Output {
     Command::new(workspace_binary("host"))
