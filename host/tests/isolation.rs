@@ -105,19 +105,25 @@ async fn faults_get_their_answers_while_real_endpoints_keep_theirs() {
         );
         assert_eq!(answered, 9.0, "{path}");
     }
-    // The real endpoints kept their latency while the faults ran.
-    for (path, all_below) in [
-        ("/ep_one", 0.25),
-        ("/ep_two", 0.5),
-        ("/ep_three", 0.75),
-        ("/ep_four", 1.0),
-        ("/error", 0.25),
+    // The real endpoints kept their latency while the faults ran: at most
+    // 3 of 61 past the bucket above their longest sleep, none past the next.
+    // (On a 2-core machine shared with the client and twenty misbehaving
+    // guests, one request in a few runs loses ~50 ms to the scheduler, on
+    // the previous main as on this one; the starvation this test once
+    // caught put 4-9 of 61 past that bound.)
+    for (path, most_below, all_below) in [
+        ("/ep_one", 0.25, 0.5),
+        ("/ep_two", 0.5, 0.75),
+        ("/ep_three", 0.75, 1.0),
+        ("/ep_four", 1.0, 2.5),
+        ("/error", 0.25, 0.5),
     ] {
         let b = buckets(
             &scrape,
             "webapp_http_request_duration_seconds",
             &[("path", path)],
         );
+        assert!(bucket(&b, most_below) >= 58.0, "{path} latency: {b:?}");
         assert_eq!(bucket(&b, all_below), 61.0, "{path} latency: {b:?}");
     }
 
