@@ -2,15 +2,19 @@
 //!
 //! - `GET  /routes`: the generation and every route with its component's
 //!   digest, file and load time.
-//! - `PUT  /routes/<route>/component`: the body is the new component's bytes.
-//! - `POST /routes/<route>/component` with `{"file": "path/to.wasm"}`: load a
-//!   file (a relative path is taken from the config file's folder, like the
-//!   route table's; it must be a regular file within the upload cap).
+//! - `PUT  /routes/<route>/component`: the body is the new component's bytes;
+//!   `?canary=N` makes it a canary serving N % (1-99) of the route's requests.
+//! - `POST /routes/<route>/component` with `{"file": "path/to.wasm"}` (and
+//!   optionally `"canary": N`): load a file (a relative path is taken from
+//!   the config file's folder, like the route table's; it must be a regular
+//!   file within the upload cap).
+//! - `POST /routes/<route>/promote`, `POST /routes/<route>/rollback`: end
+//!   the route's rollout by hand.
 //! - `POST /reload`: re-read the config file's route table.
 //!
 //! Answers are JSON; errors are `{"error": "..."}` with 401 (token),
-//! 404 (no such route or endpoint), 400 (malformed), 422 (rejected: the
-//! previous version serves on). It binds 127.0.0.1 by default; the config
+//! 404 (no such route or endpoint), 400 (malformed), 409 (no rollout to
+//! end), 422 (rejected: the previous version serves on). It binds 127.0.0.1 by default; the config
 //! refuses any other address without a bearer token, compared in constant
 //! time. Its listener has the public one's guards (`server::http1`): head
 //! timeout and size limit, plus a connection cap and bounded bodies.
@@ -31,7 +35,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::component_file;
-use crate::config::HttpLimits;
+use crate::config::{HttpLimits, check_canary_share};
+use crate::rollout::Decision;
 use crate::server;
 use crate::swap::{Control, Source, SwapError};
 
@@ -102,18 +107,25 @@ async fn handle(
         return error(StatusCode::UNAUTHORIZED, "a bearer token is required");
     }
     let path = request.uri().path().to_owned();
-    let route = path
+    // `/routes<route>/<action>`: a route path may hold slashes itself.
+    let (route, action) = path
         .strip_prefix("/routes")
-        .and_then(|p| p.strip_suffix("/component"))
-        .filter(|r| r.starts_with('/'))
-        .map(str::to_owned);
-    match (request.method().clone(), path.as_str(), route) {
-        (Method::GET, "/routes", _) => json(StatusCode::OK, &control.served()),
-        (Method::POST, "/reload", _) => match control.reload().await {
+        .and_then(|p| p.rsplit_once('/'))
+        .filter(|(route, _)| route.starts_with('/'))
+        .map_or((None, ""), |(route, action)| {
+            (Some(route.to_owned()), action)
+        });
+    let canary = match canary_of_query(request.uri().query()) {
+        Ok(canary) => canary,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e),
+    };
+    match (request.method().clone(), path.as_str(), route, action) {
+        (Method::GET, "/routes", _, _) => json(StatusCode::OK, &control.served()),
+        (Method::POST, "/reload", _, _) => match control.reload().await {
             Ok(report) => json(StatusCode::OK, &report),
             Err(e) => swap_error(e),
         },
-        (Method::PUT, _, Some(route)) => {
+        (Method::PUT, _, Some(route), "component") => {
             let bytes = match Limited::new(request.into_body(), MAX_UPLOAD_BYTES)
                 .collect()
                 .await
@@ -126,12 +138,18 @@ async fn handle(
                     );
                 }
             };
-            swapped(control.swap(&route, Source::Upload(bytes.to_vec())).await)
+            answer(
+                control
+                    .swap(&route, Source::Upload(bytes.to_vec()), canary)
+                    .await,
+            )
         }
-        (Method::POST, _, Some(route)) => {
+        (Method::POST, _, Some(route), "component") => {
             #[derive(serde::Deserialize)]
+            #[serde(deny_unknown_fields)]
             struct FromFile {
                 file: std::path::PathBuf,
+                canary: Option<i64>,
             }
             let body = match Limited::new(request.into_body(), 64 * 1024).collect().await {
                 Ok(body) => body.to_bytes(),
@@ -143,23 +161,61 @@ async fn handle(
                 }
             };
             match serde_json::from_slice::<FromFile>(&body) {
-                Ok(FromFile { file }) => swapped(control.swap(&route, Source::File(file)).await),
+                Ok(FromFile {
+                    file,
+                    canary: json_canary,
+                }) => {
+                    let canary = match json_canary.map(check_canary_share).transpose() {
+                        Ok(c) => c.or(canary),
+                        Err(e) => return error(StatusCode::BAD_REQUEST, &e),
+                    };
+                    answer(control.swap(&route, Source::File(file), canary).await)
+                }
                 Err(e) => error(
                     StatusCode::BAD_REQUEST,
-                    &format!("expected {{\"file\": \"...\"}}: {e}"),
+                    &format!("expected {{\"file\": \"...\", \"canary\": 1-99 (optional)}}: {e}"),
                 ),
             }
         }
+        (Method::POST, _, Some(route), "promote") => {
+            answer(control.decide(&route, Decision::Promote).await)
+        }
+        (Method::POST, _, Some(route), "rollback") => {
+            answer(control.decide(&route, Decision::Rollback).await)
+        }
         _ => error(
             StatusCode::NOT_FOUND,
-            "no such admin endpoint: see GET /routes, PUT|POST /routes/<route>/component, POST /reload",
+            "no such admin endpoint: see GET /routes, PUT|POST /routes/<route>/component, \
+             POST /routes/<route>/promote|rollback, POST /reload",
         ),
     }
 }
 
-fn swapped(result: Result<crate::swap::Swapped, SwapError>) -> Response<Full<Bytes>> {
+/// The `canary` of a query string (`?canary=10`), checked.
+fn canary_of_query(query: Option<&str>) -> Result<Option<u8>, String> {
+    let Some(query) = query else { return Ok(None) };
+    let mut canary = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("canary", value)) => {
+                let share = value.parse::<i64>().map_err(|_| {
+                    format!("canary must be a whole percent from 1 to 99, not `{value}`")
+                })?;
+                canary = Some(check_canary_share(share)?);
+            }
+            _ => {
+                return Err(format!(
+                    "unknown query parameter `{pair}` (only `canary=N`)"
+                ));
+            }
+        }
+    }
+    Ok(canary)
+}
+
+fn answer(result: Result<impl Serialize, SwapError>) -> Response<Full<Bytes>> {
     match result {
-        Ok(swapped) => json(StatusCode::OK, &swapped),
+        Ok(done) => json(StatusCode::OK, &done),
         Err(e) => swap_error(e),
     }
 }
@@ -167,6 +223,7 @@ fn swapped(result: Result<crate::swap::Swapped, SwapError>) -> Response<Full<Byt
 fn swap_error(e: SwapError) -> Response<Full<Bytes>> {
     let status = match e {
         SwapError::NoSuchRoute(_) => StatusCode::NOT_FOUND,
+        SwapError::NoRollout(_) => StatusCode::CONFLICT,
         SwapError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
     };
     error(status, &e.to_string())

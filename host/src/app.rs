@@ -7,9 +7,13 @@
 //! streams slowly is timed for all of it.
 //!
 //! Routes can change while serving (`swap.rs` loads and changes them): the
-//! whole [`RouteSet`] is replaced on a reload, one endpoint's component on a swap. A request takes
-//! one `Arc` of each when it starts, so it finishes on the version it
-//! started with while new requests get the new one.
+//! whole [`RouteSet`] is replaced on a reload, one endpoint's [`Serving`]
+//! (its stable version, and a canary's) on a swap or rollout decision. A
+//! request takes one `Arc` of each and picks its version when it starts, so
+//! it finishes on the version it started with while new requests get the
+//! new one. A request on a route with a rollout under way is recorded for
+//! judging (`rollout.rs`); when a verdict may be due, the rollout
+//! supervisor (`swap.rs`) is woken.
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -23,15 +27,16 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Request, Response, StatusCode};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::body::LimitedBody;
-use crate::config::{Config, GuestLimits};
+use crate::config::{Config, GuestLimits, RolloutConfig};
 use crate::engine::LoadedComponent;
 use crate::guest::{self, GuestFailure};
 use crate::labels::{UNMATCHED_PATH, method_label};
 use crate::metrics::{self, Metrics, RouteMeters};
+use crate::rollout::{Arm, Rollout, Serving, Version};
 use crate::routes::RouteTable;
 
 /// The body type of every response the host sends.
@@ -47,6 +52,8 @@ pub struct App {
     fuel_metered: bool,
     /// Set when a stop signal arrives: `/readyz` turns 503.
     stopping: AtomicBool,
+    /// Woken when a rollout's candidate has answered enough to be judged.
+    verdict_due: Arc<Notify>,
 }
 
 /// The routes being served, replaced whole when the route table is reloaded.
@@ -63,7 +70,10 @@ pub struct Endpoint {
     pub limits: GuestLimits,
     /// The component file or pattern the config names (watched for new versions).
     pub source: PathBuf,
-    component: ArcSwap<LoadedComponent>,
+    /// Whether a rebuilt file starts as a canary, and how canaries are judged.
+    pub rollout: RolloutConfig,
+    /// The versions serving now (changed by `swap.rs` only).
+    serving: ArcSwap<Serving>,
     /// The route's guest-usage series, resolved on its first request
     /// (`None` with per-request metrics off).
     meters: OnceLock<Option<Arc<RouteMeters>>>,
@@ -74,25 +84,33 @@ impl Endpoint {
         path: &str,
         limits: GuestLimits,
         source: PathBuf,
-        component: Arc<LoadedComponent>,
+        rollout: RolloutConfig,
+        serving: Arc<Serving>,
     ) -> Self {
         Self {
             path: path.into(),
             limits,
             source,
-            component: ArcSwap::new(component),
+            rollout,
+            serving: ArcSwap::new(serving),
             meters: OnceLock::new(),
         }
     }
 
-    /// The component serving new requests now.
+    /// The stable version's component (the one serving every request
+    /// when no rollout is under way).
     pub fn component(&self) -> Arc<LoadedComponent> {
-        self.component.load_full()
+        self.serving.load().stable.component.clone()
     }
 
-    /// Makes `component` serve new requests; returns the one it replaces.
-    pub fn replace(&self, component: Arc<LoadedComponent>) -> Arc<LoadedComponent> {
-        self.component.swap(component)
+    /// The versions serving new requests now.
+    pub fn serving(&self) -> Arc<Serving> {
+        self.serving.load_full()
+    }
+
+    /// Makes `serving` serve new requests; returns what it replaces.
+    pub fn replace(&self, serving: Arc<Serving>) -> Arc<Serving> {
+        self.serving.swap(serving)
     }
 }
 
@@ -121,9 +139,6 @@ impl App {
         metrics: Arc<Metrics>,
         fuel_metered: bool,
     ) -> Self {
-        for endpoint in routes.endpoints() {
-            metrics.set_component(&endpoint.path, None, &endpoint.component().digest);
-        }
         Self {
             routes: ArcSwap::from_pointee(routes),
             metrics,
@@ -131,7 +146,13 @@ impl App {
             max_body_bytes: config.http.max_body_bytes,
             fuel_metered,
             stopping: AtomicBool::new(false),
+            verdict_due: Arc::new(Notify::new()),
         }
+    }
+
+    /// Notified when a rollout's verdict may be due.
+    pub fn verdict_due(&self) -> &Notify {
+        &self.verdict_due
     }
 
     /// The routes being served now.
@@ -198,14 +219,19 @@ impl App {
             request.map(|body| LimitedBody::new(body, self.max_body_bytes, body_exceeded.clone()));
         let report =
             self.failure_report(endpoint.path.clone(), record.method, body_exceeded.clone());
-        let component = endpoint.component();
+        let serving = endpoint.serving();
+        let (version, judged) = serving.pick();
+        let record = record.on_version(VersionRecord {
+            version: version.clone(),
+            judged: judged.map(|(rollout, arm)| (rollout.clone(), arm, self.verdict_due.clone())),
+        });
         let usage = endpoint
             .meters
             .get_or_init(|| self.metrics.route_meters(&endpoint.path))
             .as_ref()
             .map(RouteMeters::guest_usage);
         let invocation = guest::invoke(
-            &component.pre,
+            &version.component.pre,
             request,
             &endpoint.limits,
             self.fuel_metered,
@@ -282,6 +308,15 @@ struct RequestRecord {
     outcome: Option<(Arc<str>, StatusCode)>,
     /// A place under the in-flight cap, released with the record.
     _permit: Option<OwnedSemaphorePermit>,
+    /// The version that answered, once one was picked.
+    version: Option<VersionRecord>,
+}
+
+/// The version a request ran on, and the rollout judging it, if any (with
+/// whom to wake when its verdict may be due).
+struct VersionRecord {
+    version: Arc<Version>,
+    judged: Option<(Arc<Rollout>, Arm, Arc<Notify>)>,
 }
 
 impl RequestRecord {
@@ -293,7 +328,13 @@ impl RequestRecord {
             started: Instant::now(),
             outcome: None,
             _permit: None,
+            version: None,
         }
+    }
+
+    fn on_version(mut self, version: VersionRecord) -> Self {
+        self.version = Some(version);
+        self
     }
 
     fn holding(mut self, permit: OwnedSemaphorePermit) -> Self {
@@ -317,8 +358,19 @@ impl Drop for RequestRecord {
     fn drop(&mut self) {
         self.metrics.track_in_flight(false);
         if let Some((path, status)) = &self.outcome {
+            let elapsed = self.started.elapsed();
             self.metrics
-                .observe_request(self.method, path, *status, self.started.elapsed());
+                .observe_request(self.method, path, *status, elapsed);
+            if let Some(VersionRecord { version, judged }) = &self.version {
+                if let Some(meters) = &version.meters {
+                    meters.observe(*status, elapsed);
+                }
+                if let Some((rollout, arm, verdict_due)) = judged
+                    && rollout.record(*arm, *status, elapsed)
+                {
+                    verdict_due.notify_one();
+                }
+            }
         }
     }
 }

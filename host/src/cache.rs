@@ -176,6 +176,26 @@ impl CompileCache {
         loaded
     }
 
+    /// The compiled form of the component `digest` if memory or the disk
+    /// holds it: for a version whose source is gone (the stable version
+    /// of a rollout a restart interrupted).
+    pub fn get_compiled(&self, engine: &Engine, digest: &str) -> Option<(Component, Origin)> {
+        if let Some(component) = self.memory.lock().expect("cache lock").get(digest) {
+            return Some((component, Origin::MemoryCache));
+        }
+        let is_digest = digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit());
+        let component = read_entry(
+            engine,
+            &self.entry_path(digest).filter(|_| is_digest)?,
+            digest,
+        )?;
+        self.memory
+            .lock()
+            .expect("cache lock")
+            .insert(digest, component.clone());
+        Some((component, Origin::DiskCache))
+    }
+
     fn entry_path(&self, digest: &str) -> Option<PathBuf> {
         let dir = self.dir.as_ref()?;
         Some(dir.join(format!("{digest}-{}.cwasm", self.engine_key)))

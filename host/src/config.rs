@@ -23,6 +23,7 @@ use toml::Spanned;
 use wasmtime::{Result, bail, format_err};
 
 use crate::component_file;
+use crate::rollout::{DEFAULT_POLICY, Policy};
 use crate::routes::check_route_path;
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:5000";
@@ -235,6 +236,19 @@ pub struct FileRoute {
     timeout: Option<Duration>,
     max_memory_mib: Option<u64>,
     fuel: Option<u64>,
+    rollout: Option<FileRollout>,
+}
+
+/// A route's `[route.rollout]` table as the file has it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRollout {
+    canary: Option<i64>,
+    min_requests: Option<u64>,
+    error_margin_percent: Option<f64>,
+    p99_margin_percent: Option<f64>,
+    #[serde(default, with = "humantime_serde")]
+    healthy_for: Option<Duration>,
 }
 
 /// Everything the host needs to start, resolved and checked.
@@ -302,6 +316,25 @@ pub struct PoolConfig {
     pub max_memory_bytes: u64,
 }
 
+/// How new versions of a route are rolled out.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RolloutConfig {
+    /// The share (percent, 1-99) a rebuilt file seen by the watcher serves
+    /// as a canary; `None` swaps it in whole.
+    pub canary: Option<u8>,
+    /// How any canary of the route is judged (admin ones too).
+    pub policy: Policy,
+}
+
+impl Default for RolloutConfig {
+    fn default() -> Self {
+        Self {
+            canary: None,
+            policy: DEFAULT_POLICY,
+        }
+    }
+}
+
 /// One route: a request path served by a component file.
 #[derive(Debug, Clone)]
 pub struct RouteConfig {
@@ -310,6 +343,7 @@ pub struct RouteConfig {
     /// (`component_file.rs`), resolved against the config file's folder.
     pub component: PathBuf,
     pub limits: GuestLimits,
+    pub rollout: RolloutConfig,
     /// `file:line` of the route's definition, for error messages.
     pub defined_at: String,
 }
@@ -548,8 +582,15 @@ fn check_routes(
         if route.timeout.is_some_and(|t| t.is_zero()) || route.fuel == Some(0) {
             bail!("{defined_at}: timeout and fuel of route `{route_path}` must be above zero");
         }
+        let rollout = match &route.rollout {
+            None => RolloutConfig::default(),
+            Some(r) => r
+                .check()
+                .map_err(|e| format_err!("{defined_at}: rollout of route `{route_path}`: {e}"))?,
+        };
         routes.push(RouteConfig {
             path: route_path.clone(),
+            rollout,
             component: base.join(route.component.get_ref()),
             limits: GuestLimits {
                 timeout: route.timeout.unwrap_or(request_timeout),
@@ -560,6 +601,46 @@ fn check_routes(
         });
     }
     Ok(routes)
+}
+
+/// A canary share, as the admin API and the config take it: whole percent, 1-99.
+pub fn check_canary_share(share: i64) -> std::result::Result<u8, String> {
+    u8::try_from(share)
+        .ok()
+        .filter(|s| (1..=99).contains(s))
+        .ok_or_else(|| format!("a canary share is a whole percent from 1 to 99, not {share}"))
+}
+
+impl FileRollout {
+    fn check(&self) -> std::result::Result<RolloutConfig, String> {
+        let canary = self.canary.map(check_canary_share).transpose()?;
+        let percent = |key: &str, value: Option<f64>, default: f64| match value {
+            None => Ok(default),
+            Some(v) if v.is_finite() && v >= 0.0 => Ok(v / 100.0),
+            Some(v) => Err(format!("{key} must be a percentage of 0 or more, not {v}")),
+        };
+        let policy = Policy {
+            min_requests: match self.min_requests {
+                Some(0) => return Err("min_requests must be at least 1".into()),
+                n => n.unwrap_or(DEFAULT_POLICY.min_requests),
+            },
+            error_margin: percent(
+                "error_margin_percent",
+                self.error_margin_percent,
+                DEFAULT_POLICY.error_margin,
+            )?,
+            p99_margin: percent(
+                "p99_margin_percent",
+                self.p99_margin_percent,
+                DEFAULT_POLICY.p99_margin,
+            )?,
+            healthy_for: match self.healthy_for {
+                Some(d) if d.is_zero() => return Err("healthy_for must be above zero".into()),
+                d => d.unwrap_or(DEFAULT_POLICY.healthy_for),
+            },
+        };
+        Ok(RolloutConfig { canary, policy })
+    }
 }
 
 /// `$XDG_CACHE_HOME/webapp-host`, else `$HOME/.cache/webapp-host`.

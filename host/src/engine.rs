@@ -158,7 +158,26 @@ impl WasmEngine {
     pub fn load_bytes(&self, bytes: &[u8]) -> Result<LoadedComponent> {
         let digest = cache::digest(bytes);
         let (component, origin) = self.cache.get_or_compile(&self.engine, bytes, &digest)?;
-        let pre = ProxyPre::new(self.linker.instantiate_pre(&component)?)?;
+        self.link(&component, digest, origin)
+    }
+
+    /// The component `digest` from the compile cache, without its source:
+    /// what a restart during a rollout serves as the stable version.
+    pub fn load_compiled(&self, digest: &str) -> Result<LoadedComponent> {
+        let (component, origin) = self
+            .cache
+            .get_compiled(&self.engine, digest)
+            .ok_or_else(|| wasmtime::format_err!("the compile cache does not hold it"))?;
+        self.link(&component, digest.to_owned(), origin)
+    }
+
+    fn link(
+        &self,
+        component: &wasmtime::component::Component,
+        digest: String,
+        origin: Origin,
+    ) -> Result<LoadedComponent> {
+        let pre = ProxyPre::new(self.linker.instantiate_pre(component)?)?;
         Ok(LoadedComponent {
             pre,
             digest,

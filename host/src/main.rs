@@ -5,7 +5,7 @@
 //! serves a route, read with bounds), `engine` + `cache` (wasmtime
 //! engine, linker, component loading, compiled-code cache), `state`
 //! (per-request store data and limits), `guest` (one request through one
-//! component), `body` (request and response body guards), `routes` +
+//! component), `rollout` + `rollout_file` (canary versions: split, judged, kept for a restart), `body` (request and response body guards), `routes` +
 //! `labels` (pure rules), `usage` (what a guest costs), `metrics` +
 //! `process` (what /metrics shows), `app`
 //! (the routes served and one request end to end), `server` (connections and
@@ -24,6 +24,8 @@ mod guest;
 mod labels;
 mod metrics;
 mod process;
+mod rollout;
+mod rollout_file;
 mod routes;
 mod server;
 mod state;
@@ -76,7 +78,7 @@ fn run(args: &cli::Args) -> Result<()> {
         &config.metrics_prefix,
         config.request_metrics,
     )?);
-    let routes = swap::load_routes(&config.routes, &engine, None)?;
+    let routes = swap::load_routes(&config.routes, &engine, &metrics, None)?;
     let app = Arc::new(app::App::new(
         &config,
         routes,
@@ -90,6 +92,7 @@ fn run(args: &cli::Args) -> Result<()> {
         args.config.clone(),
         args.settings.clone(),
     ));
+    control.restore_stable_versions();
 
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
@@ -105,6 +108,7 @@ fn run(args: &cli::Args) -> Result<()> {
                 config.http,
             ));
         }
+        tokio::spawn(control.clone().supervise());
         if config.watch {
             let control = control.clone();
             tokio::spawn(async move {

@@ -6,8 +6,9 @@
 //! Flask app could not: how long instantiation takes and how guests fail.
 //! Label values come only from the route table and `labels.rs`.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use hyper::StatusCode;
 use prometheus::{
@@ -40,6 +41,41 @@ impl RouteMeters {
             meters.time.observe(usage.inside.as_secs_f64());
         }))
     }
+}
+
+/// One version's series on one route: its answers by status class and
+/// their durations. Resolved once, when the version starts serving: a
+/// request that finishes after the series were retired counts nowhere
+/// rather than bringing them back.
+pub struct VersionMeters {
+    /// 2xx, 3xx, 4xx, 5xx (a 1xx is never a final answer).
+    by_class: [Counter; 4],
+    duration: Histogram,
+}
+
+impl VersionMeters {
+    pub fn observe(&self, status: StatusCode, elapsed: Duration) {
+        let class = usize::from(status.as_u16() / 100).clamp(2, 5) - 2;
+        self.by_class[class].inc();
+        self.duration.observe(elapsed.as_secs_f64());
+    }
+}
+
+/// The `class` label values, indexed like `VersionMeters::by_class`.
+const STATUS_CLASSES: [&str; 4] = ["2xx", "3xx", "4xx", "5xx"];
+
+/// A version that stopped serving keeps its series this long, so the last
+/// minutes of a rollout stay on the dashboard...
+pub const RETIRED_VERSIONS_KEPT_FOR: Duration = Duration::from_secs(300);
+/// ...but at most this many per route: a route swapped 100 times in a
+/// minute has no more than this many series besides those serving.
+pub const RETIRED_VERSIONS_KEPT_PER_ROUTE: usize = 3;
+
+/// A version whose series are kept a while after it stopped serving.
+struct Retired {
+    path: String,
+    version: String,
+    since: Instant,
 }
 
 /// The buckets of the Python client (and so of the original dashboards):
@@ -96,6 +132,14 @@ pub struct Metrics {
     guest_memory: HistogramVec,
     guest_instances: IntGaugeVec,
     guest_time: HistogramVec,
+    /// Per route and version (`rollout.rs`): answers by status class, their
+    /// durations, the share of requests; and rollout decisions by reason.
+    version_requests: CounterVec,
+    version_duration: HistogramVec,
+    version_share: IntGaugeVec,
+    rollout_decisions: CounterVec,
+    /// Versions that stopped serving, oldest first, until their series go.
+    retired: Mutex<VecDeque<Retired>>,
     process: ProcessMetrics,
 }
 
@@ -219,6 +263,39 @@ impl Metrics {
             .buckets(DURATION_BUCKETS.to_vec()),
             &["path"],
         )?;
+        let version_requests = CounterVec::new(
+            Opts::new(
+                name("version_requests_total"),
+                "Requests answered by each component version (first 12 hex digits of its \
+                 digest) per route, by status class (2xx, 3xx, 4xx, 5xx).",
+            ),
+            &["path", "version", "class"],
+        )?;
+        let version_duration = HistogramVec::new(
+            HistogramOpts::new(
+                name("version_request_duration_seconds"),
+                "Duration of requests per route and component version, until the response \
+                 body is complete.",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+            &["path", "version"],
+        )?;
+        let version_share = IntGaugeVec::new(
+            Opts::new(
+                name("version_share_percent"),
+                "Share of each route's requests each component version serves now: 100 \
+                 without a rollout; 0 for a version that stopped serving in the last minutes.",
+            ),
+            &["path", "version"],
+        )?;
+        let rollout_decisions = CounterVec::new(
+            Opts::new(
+                name("rollout_decisions_total"),
+                "Ends of canary rollouts per route, by decision (promote, rollback) and reason \
+                 (errors, latency, healthy, manual, superseded).",
+            ),
+            &["path", "decision", "reason"],
+        )?;
         let info = IntGaugeVec::new(
             Opts::new(name("exporter_info"), "Information about the exporter."),
             &["version"],
@@ -242,6 +319,10 @@ impl Metrics {
         registry.register(Box::new(guest_time.clone()))?;
         registry.register(Box::new(generation.clone()))?;
         registry.register(Box::new(changes.clone()))?;
+        registry.register(Box::new(version_requests.clone()))?;
+        registry.register(Box::new(version_duration.clone()))?;
+        registry.register(Box::new(version_share.clone()))?;
+        registry.register(Box::new(rollout_decisions.clone()))?;
         registry.register(Box::new(info))?;
         let process = ProcessMetrics::register(&registry)?;
 
@@ -265,6 +346,11 @@ impl Metrics {
             guest_memory,
             guest_instances,
             guest_time,
+            version_requests,
+            version_duration,
+            version_share,
+            rollout_decisions,
+            retired: Mutex::default(),
             process,
         })
     }
@@ -339,6 +425,104 @@ impl Metrics {
         })
     }
 
+    /// Creates a route's swap and rollout-decision series at zero, so the
+    /// first swap or decision is an increase Prometheus can see (and the
+    /// dashboard annotate), not a series born at 1.
+    pub fn route_added(&self, path: &str) {
+        for result in ["ok", "rejected"] {
+            self.swaps.with_label_values(&[path, result]);
+        }
+        for decision in crate::rollout::Decision::ALL {
+            for reason in crate::rollout::Reason::ALL {
+                self.rollout_decisions
+                    .with_label_values(&[path, decision.name(), reason.name()]);
+            }
+        }
+    }
+
+    /// Counts the end of a rollout on `path`.
+    pub fn observe_decision(
+        &self,
+        path: &str,
+        decision: crate::rollout::Decision,
+        reason: crate::rollout::Reason,
+    ) {
+        self.rollout_decisions
+            .with_label_values(&[path, decision.name(), reason.name()])
+            .inc();
+    }
+
+    /// The series of `version` on `path`, for a version starting to serve
+    /// (taken back from retirement if it served there lately); `None` with
+    /// per-request metrics off.
+    pub fn version_meters(&self, path: &str, version: &str) -> Option<Arc<VersionMeters>> {
+        if !self.per_request {
+            return None;
+        }
+        self.retired
+            .lock()
+            .expect("retired lock")
+            .retain(|r| !(r.path == path && r.version == version));
+        Some(Arc::new(VersionMeters {
+            by_class: STATUS_CLASSES.map(|class| {
+                self.version_requests
+                    .with_label_values(&[path, version, class])
+            }),
+            duration: self.version_duration.with_label_values(&[path, version]),
+        }))
+    }
+
+    /// Publishes the share of `path`'s requests `version` serves (percent).
+    pub fn set_version_share(&self, path: &str, version: &str, share: u8) {
+        if self.per_request {
+            self.version_share
+                .with_label_values(&[path, version])
+                .set(i64::from(share));
+        }
+    }
+
+    /// `version` stopped serving `path`: its share reads 0, and its series
+    /// go after a while (see `RETIRED_VERSIONS_KEPT_FOR`).
+    pub fn retire_version(&self, path: &str, version: &str) {
+        if !self.per_request {
+            return;
+        }
+        self.set_version_share(path, version, 0);
+        let mut retired = self.retired.lock().expect("retired lock");
+        retired.retain(|r| !(r.path == path && r.version == version));
+        retired.push_back(Retired {
+            path: path.to_owned(),
+            version: version.to_owned(),
+            since: Instant::now(),
+        });
+        self.forget_retired(&mut retired);
+    }
+
+    /// Removes the series of versions retired too long ago, or beyond the
+    /// per-route bound (the oldest first).
+    fn forget_retired(&self, retired: &mut VecDeque<Retired>) {
+        let mut kept: VecDeque<Retired> = VecDeque::with_capacity(retired.len());
+        // Newest first, so the bound keeps the latest of each route.
+        while let Some(r) = retired.pop_back() {
+            let of_route = kept.iter().filter(|k| k.path == r.path).count();
+            if r.since.elapsed() < RETIRED_VERSIONS_KEPT_FOR
+                && of_route < RETIRED_VERSIONS_KEPT_PER_ROUTE
+            {
+                kept.push_front(r);
+                continue;
+            }
+            let labels = [r.path.as_str(), r.version.as_str()];
+            for class in STATUS_CLASSES {
+                let _ = self
+                    .version_requests
+                    .remove_label_values(&[&r.path, &r.version, class]);
+            }
+            let _ = self.version_duration.remove_label_values(&labels);
+            let _ = self.version_share.remove_label_values(&labels);
+        }
+        *retired = kept;
+    }
+
     /// Publishes the generation of what is served.
     pub fn set_generation(&self, generation: u64) {
         self.generation.set(generation as i64);
@@ -377,6 +561,7 @@ impl Metrics {
     /// The Prometheus text exposition of every metric, process values fresh.
     pub fn render(&self) -> String {
         self.process.refresh();
+        self.forget_retired(&mut self.retired.lock().expect("retired lock"));
         let mut out = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)

@@ -12,12 +12,26 @@
 //! anything changes, so a file that is not a wasi:http proxy component, or
 //! that does not link, is rejected and the previous version keeps serving.
 //!
+//! A new version may come as a canary (`rollout.rs`): it serves a share of
+//! the route's requests next to the stable version until a decision ends
+//! the rollout: promote (it becomes the stable version) or roll back (it
+//! stops serving). Decisions are made here too, under the same lock: by
+//! the admin API, or by the rollout supervisor ([`Control::supervise`]),
+//! which judges each rollout when a request says a verdict may be due and
+//! a few times a second (for the healthy period). Every rollout ends in
+//! exactly one counted, logged decision: a change that replaces a rollout
+//! before it ended counts as a rollback, `superseded`. The rollouts under
+//! way are recorded (`rollout_file.rs`) so a restart serves the stable
+//! versions.
+//!
 //! The rule for a reload and the admin API: a version swapped in through
-//! the admin API keeps serving across reloads as long as the reload leaves
-//! its route's entry (`component` and limits) as it was; a reload that
-//! changes the entry serves what the file now names. The reload's answer
-//! lists such routes under `kept_admin_version`. A rebuilt file, seen by the
-//! watcher, replaces whatever serves its route: the latest change wins.
+//! the admin API, and a rollout under way, keep serving across reloads as
+//! long as the reload leaves the route's entry (`component` and limits) as
+//! it was; a reload that changes the entry serves what the file now names.
+//! The reload's answer lists such routes under `kept_admin_version` and
+//! `kept_rollout`. A rebuilt file, seen by the watcher, replaces whatever
+//! serves its route (as a canary if the route says so): the latest change
+//! wins.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -31,6 +45,9 @@ use crate::app::{App, Endpoint, RouteSet};
 use crate::component_file;
 use crate::config::{Config, RouteConfig, Settings};
 use crate::engine::{LoadedComponent, WasmEngine};
+use crate::metrics::Metrics;
+use crate::rollout::{Decision, Figures, Phase, Reason, Rollout, Serving, Verdict, Version};
+use crate::rollout_file::{RolloutFile, UnderWay};
 
 /// What to swap in.
 pub enum Source {
@@ -57,6 +74,8 @@ impl Source {
 #[derive(Debug)]
 pub enum SwapError {
     NoSuchRoute(String),
+    /// A promote or rollback of a route without a rollout under way.
+    NoRollout(String),
     /// The new version or configuration was refused; the old one serves on.
     Rejected(String),
 }
@@ -65,6 +84,7 @@ impl std::fmt::Display for SwapError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::NoSuchRoute(path) => write!(f, "no route `{path}`"),
+            Self::NoRollout(path) => write!(f, "no rollout is under way on route `{path}`"),
             Self::Rejected(why) => f.write_str(why),
         }
     }
@@ -78,6 +98,24 @@ pub struct Swapped {
     /// Compile (or cache lookup) and link time.
     pub seconds: f64,
     pub from_cache: bool,
+    /// The share the new version serves as a canary; `None`: all of it.
+    pub canary: Option<u8>,
+    /// The generation this change made.
+    pub generation: u64,
+}
+
+/// How a rollout ended.
+#[derive(Debug, Serialize)]
+pub struct Decided {
+    pub path: String,
+    pub decision: Decision,
+    pub reason: Reason,
+    /// The digest serving every request now.
+    pub digest: String,
+    /// The candidate's digest.
+    pub candidate_digest: String,
+    pub stable: Figures,
+    pub candidate: Figures,
     /// The generation this change made.
     pub generation: u64,
 }
@@ -92,6 +130,8 @@ pub struct Reloaded {
     pub unchanged: Vec<String>,
     /// Routes serving a version from the admin API that the reload kept.
     pub kept_admin_version: Vec<String>,
+    /// Routes whose rollout under way the reload kept.
+    pub kept_rollout: Vec<String>,
     /// The generation this change made.
     pub generation: u64,
 }
@@ -109,9 +149,12 @@ pub struct RouteInfo {
     pub path: String,
     /// The component file or pattern the config names.
     pub component: String,
-    /// The file the serving version was read from, or `upload`.
+    /// The file the stable version was read from, or `upload`.
     pub file: String,
+    /// The stable version's digest, and its first 12 hex digits (the
+    /// `version` label of the per-version metrics).
     pub digest: String,
+    pub version: String,
     /// Whether the serving version came through the admin API.
     pub admin_version: bool,
     /// Seconds since the Unix epoch when the serving version was loaded.
@@ -121,6 +164,33 @@ pub struct RouteInfo {
     pub timeout_seconds: f64,
     pub max_memory_bytes: u64,
     pub fuel: Option<u64>,
+    /// The share a rebuilt file seen by the watcher serves as a canary.
+    pub canary_on_rebuild: Option<u8>,
+    /// The rollout under way, if any.
+    pub rollout: Option<RolloutInfo>,
+}
+
+/// A rollout under way, as `GET /routes` shows it.
+#[derive(Debug, Serialize)]
+pub struct RolloutInfo {
+    pub candidate_digest: String,
+    pub candidate_version: String,
+    /// The file the candidate was read from, or `upload`.
+    pub candidate_file: String,
+    /// Percent of the route's requests the candidate serves.
+    pub share: u8,
+    pub phase: Phase,
+    /// Seconds since the Unix epoch when the rollout started, and since.
+    pub started_at: f64,
+    pub age_seconds: f64,
+    /// What each version answered since the rollout started.
+    pub stable: Figures,
+    pub candidate: Figures,
+    /// How it is judged.
+    pub min_requests: u64,
+    pub error_margin_percent: f64,
+    pub p99_margin_percent: f64,
+    pub healthy_for_seconds: f64,
 }
 
 pub struct Control {
@@ -137,7 +207,13 @@ pub struct Control {
     /// The generation, published for the watcher (which re-reads what to
     /// watch after each change).
     generation: watch::Sender<u64>,
+    /// Where the rollouts under way are recorded, for a restart.
+    rollouts: RolloutFile,
 }
+
+/// How often rollouts are judged when no request says a verdict is due:
+/// the promotion after the healthy period is found within this.
+const JUDGE_EVERY: Duration = Duration::from_millis(250);
 
 impl Control {
     pub fn new(
@@ -147,8 +223,8 @@ impl Control {
         config_path: PathBuf,
         overrides: Settings,
     ) -> Self {
-        app.metrics().set_generation(0);
-        Self {
+        let rollouts = RolloutFile::new(config.cache_dir.as_deref(), &config_path);
+        let control = Self {
             app,
             engine,
             config,
@@ -156,7 +232,15 @@ impl Control {
             overrides,
             changes: Mutex::new(0),
             generation: watch::Sender::new(0),
+            rollouts,
+        };
+        let metrics = control.app.metrics();
+        metrics.set_generation(0);
+        for endpoint in control.app.routes().endpoints() {
+            metrics.route_added(&endpoint.path);
+            publish(metrics, &endpoint.path, None, Some(&endpoint.serving()));
         }
+        control
     }
 
     pub fn app(&self) -> &App {
@@ -176,23 +260,162 @@ impl Control {
         *generation
     }
 
+    /// Makes `next` serve `endpoint`'s requests: publishes its versions'
+    /// shares, retires the versions no longer serving, and records the
+    /// rollouts under way. The one place a route's versions change.
+    fn serve(&self, endpoint: &Endpoint, next: Serving) -> Arc<Serving> {
+        let next = Arc::new(next);
+        let previous = endpoint.replace(next.clone());
+        publish(
+            self.app.metrics(),
+            &endpoint.path,
+            Some(&previous),
+            Some(&next),
+        );
+        self.record_rollouts();
+        previous
+    }
+
+    /// Writes down the rollouts under way (for a restart).
+    fn record_rollouts(&self) {
+        if !self.rollouts.kept() {
+            return;
+        }
+        let under_way = self
+            .app
+            .routes()
+            .endpoints()
+            .iter()
+            .filter_map(|e| {
+                let serving = e.serving();
+                let (candidate, rollout) = serving.candidate.as_ref()?;
+                Some((
+                    e.path.to_string(),
+                    UnderWay {
+                        stable: serving.stable.component.digest.clone(),
+                        candidate: candidate.component.digest.clone(),
+                        share: rollout.share,
+                    },
+                ))
+            })
+            .collect();
+        self.rollouts.write(&under_way);
+    }
+
+    /// At start, before serving: for each route whose rollout a stop
+    /// interrupted, serves its stable version (from the compile cache if
+    /// the file holds the candidate now), and says so. Rollouts are not
+    /// resumed: start the canary again to resume one.
+    pub fn restore_stable_versions(&self) {
+        let interrupted = self.rollouts.read();
+        let routes = self.app.routes();
+        for (path, was) in &interrupted {
+            let Some(endpoint) = routes.endpoint(path) else {
+                continue;
+            };
+            let serving = endpoint.component();
+            let (stable, candidate) = (&was.stable[..12.min(was.stable.len())], &was.candidate);
+            if serving.digest == was.stable {
+                tracing::warn!(
+                    route = %path,
+                    "the host stopped during a rollout ({}% to {}): serving the stable version \
+                     {stable}; the canary is not resumed",
+                    was.share,
+                    &candidate[..12.min(candidate.len())],
+                );
+            } else if serving.digest == *candidate {
+                match self.engine.load_compiled(&was.stable) {
+                    Ok(mut loaded) => {
+                        loaded.via_admin = serving.via_admin;
+                        let version = self.new_version(path, Arc::new(loaded));
+                        self.serve(endpoint, Serving::stable(version));
+                        tracing::warn!(
+                            route = %path,
+                            "the host stopped during a rollout ({}% to {}, which the component \
+                             file holds): serving the stable version {stable} from the compile \
+                             cache; the canary is not resumed (rebuild, or start it through the \
+                             admin API)",
+                            was.share,
+                            &candidate[..12],
+                        );
+                    }
+                    Err(e) => tracing::warn!(
+                        route = %path,
+                        "the host stopped during a rollout ({}% to {}, which the component file \
+                         holds), but the stable version {stable} cannot be loaded ({e:#}): \
+                         serving the file",
+                        was.share,
+                        &candidate[..12],
+                    ),
+                }
+            } else {
+                tracing::warn!(
+                    route = %path,
+                    "the host stopped during a rollout ({}% to {}); the component file has \
+                     changed since: serving it",
+                    was.share,
+                    &candidate[..12.min(candidate.len())],
+                );
+            }
+        }
+        if !interrupted.is_empty() {
+            self.record_rollouts();
+        }
+    }
+
+    /// A version starting to serve `path`, with its series.
+    fn new_version(&self, path: &str, component: Arc<LoadedComponent>) -> Arc<Version> {
+        let meters = self
+            .app
+            .metrics()
+            .version_meters(path, &crate::rollout::short_id(&component.digest));
+        Arc::new(Version::new(component, meters))
+    }
+
     pub fn served(&self) -> Served {
         let generation = *self.generation.borrow();
+        let file_of = |c: &LoadedComponent| {
+            c.file
+                .as_ref()
+                .map_or("upload".into(), |f| f.display().to_string())
+        };
         let routes = self
             .app
             .routes()
             .endpoints()
             .iter()
             .map(|e| {
-                let c = e.component();
+                let serving = e.serving();
+                let c = &serving.stable.component;
+                let rollout = serving.candidate.as_ref().map(|(candidate, rollout)| {
+                    let (stable, candidate_figures) = rollout.figures();
+                    let policy = rollout.policy;
+                    RolloutInfo {
+                        candidate_digest: candidate.component.digest.clone(),
+                        candidate_version: candidate.id.clone(),
+                        candidate_file: file_of(&candidate.component),
+                        share: rollout.share,
+                        phase: rollout.phase(),
+                        started_at: rollout
+                            .started_at
+                            .duration_since(SystemTime::UNIX_EPOCH)
+                            .unwrap_or_default()
+                            .as_secs_f64(),
+                        age_seconds: rollout.started.elapsed().as_secs_f64(),
+                        stable,
+                        candidate: candidate_figures,
+                        min_requests: policy.min_requests,
+                        error_margin_percent: policy.error_margin * 100.0,
+                        p99_margin_percent: policy.p99_margin * 100.0,
+                        healthy_for_seconds: policy.healthy_for.as_secs_f64(),
+                    }
+                });
                 RouteInfo {
                     path: e.path.to_string(),
                     component: e.source.display().to_string(),
-                    file: c
-                        .file
-                        .as_ref()
-                        .map_or("upload".into(), |f| f.display().to_string()),
+                    file: file_of(c),
                     digest: c.digest.clone(),
+                    version: serving.stable.id.clone(),
                     admin_version: c.via_admin,
                     loaded_at: c
                         .loaded_at
@@ -203,14 +426,24 @@ impl Control {
                     timeout_seconds: e.limits.timeout.as_secs_f64(),
                     max_memory_bytes: e.limits.max_memory_bytes,
                     fuel: e.limits.fuel,
+                    canary_on_rebuild: e.rollout.canary,
+                    rollout,
                 }
             })
             .collect();
         Served { generation, routes }
     }
 
-    /// Replaces the component of route `path` with `source`.
-    pub async fn swap(&self, path: &str, source: Source) -> Result<Swapped, SwapError> {
+    /// Replaces the component of route `path` with `source`: whole, or
+    /// with `canary`, as a candidate serving that share (1-99 percent) of
+    /// the route's requests. A rollout under way on the route ends first
+    /// (rolled back, `superseded`).
+    pub async fn swap(
+        &self,
+        path: &str,
+        source: Source,
+        canary: Option<u8>,
+    ) -> Result<Swapped, SwapError> {
         let mut generation = self.changes.lock().await;
         let kind = source.name();
         let routes = self.app.routes();
@@ -239,46 +472,199 @@ impl Control {
         .map_err(|e| SwapError::Rejected(format!("the loader failed: {e}")))?;
         let elapsed = started.elapsed();
         let metrics = self.app.metrics();
-        match loaded {
-            Ok(component) => {
-                metrics.observe_swap(path, true, elapsed);
-                metrics.observe_change(kind, true);
-                let (digest, from_cache) = (
-                    component.digest.clone(),
-                    component.origin != crate::cache::Origin::Compiled,
-                );
-                let file = component
-                    .file
-                    .as_ref()
-                    .map_or("upload".into(), |f| f.display().to_string());
-                let previous = endpoint.replace(Arc::new(component));
-                metrics.set_component(path, Some(&previous.digest), &digest);
-                let generation = self.applied(&mut generation);
-                tracing::info!(
-                    route = %path,
-                    file = %file,
-                    from = %&previous.digest[..12],
-                    to = %&digest[..12],
-                    generation,
-                    "swapped in {elapsed:.0?} ({kind})"
-                );
-                Ok(Swapped {
-                    path: path.to_owned(),
-                    digest,
-                    previous_digest: previous.digest.clone(),
-                    seconds: elapsed.as_secs_f64(),
-                    from_cache,
-                    generation,
-                })
+        let current = endpoint.serving();
+        let loaded = loaded.map_err(|e| format!("{e:#}")).and_then(|component| {
+            if canary.is_some() && component.digest == current.stable.component.digest {
+                Err(format!(
+                    "{} is already the stable version of `{path}`: nothing to roll out",
+                    &component.digest[..12]
+                ))
+            } else {
+                Ok(component)
             }
+        });
+        let component = match loaded {
+            Ok(component) => component,
             Err(e) => {
                 metrics.observe_swap(path, false, elapsed);
                 metrics.observe_change(kind, false);
                 tracing::warn!(
                     route = %path,
-                    "new component rejected ({kind}), the previous one keeps serving: {e:#}"
+                    "new component rejected ({kind}), the previous one keeps serving: {e}"
                 );
-                Err(SwapError::Rejected(format!("{e:#}")))
+                return Err(SwapError::Rejected(e));
+            }
+        };
+        metrics.observe_swap(path, true, elapsed);
+        metrics.observe_change(kind, true);
+        let from_cache = component.origin != crate::cache::Origin::Compiled;
+        let file = component
+            .file
+            .as_ref()
+            .map_or("upload".into(), |f| f.display().to_string());
+        if let Some((candidate, rollout)) = &current.candidate {
+            rollout.end();
+            self.count_decision(
+                path,
+                &candidate.id,
+                &Verdict::of(rollout, Decision::Rollback, Reason::Superseded),
+            );
+        }
+        let version = self.new_version(path, Arc::new(component));
+        let digest = version.component.digest.clone();
+        let next = match canary {
+            None => Serving::stable(version),
+            Some(share) => Serving {
+                stable: current.stable.clone(),
+                candidate: Some((
+                    version,
+                    Arc::new(Rollout::new(share, endpoint.rollout.policy)),
+                )),
+            },
+        };
+        self.serve(&endpoint, next);
+        let generation = self.applied(&mut generation);
+        let stable = &current.stable.component.digest;
+        match canary {
+            None => tracing::info!(
+                route = %path,
+                file = %file,
+                from = %&stable[..12],
+                to = %&digest[..12],
+                generation,
+                "swapped in {elapsed:.0?} ({kind})"
+            ),
+            Some(share) => tracing::info!(
+                route = %path,
+                file = %file,
+                stable = %&stable[..12],
+                candidate = %&digest[..12],
+                generation,
+                "canary started in {elapsed:.0?} ({kind}): the candidate serves {share}% of \
+                 requests; {}",
+                describe(&endpoint.rollout.policy)
+            ),
+        }
+        Ok(Swapped {
+            path: path.to_owned(),
+            digest,
+            previous_digest: stable.clone(),
+            seconds: elapsed.as_secs_f64(),
+            from_cache,
+            canary,
+            generation,
+        })
+    }
+
+    /// Ends the rollout on `path` by hand (admin API).
+    pub async fn decide(&self, path: &str, decision: Decision) -> Result<Decided, SwapError> {
+        let mut generation = self.changes.lock().await;
+        let routes = self.app.routes();
+        let endpoint = routes
+            .endpoint(path)
+            .ok_or_else(|| SwapError::NoSuchRoute(path.to_owned()))?;
+        let serving = endpoint.serving();
+        let Some((_, rollout)) = &serving.candidate else {
+            return Err(SwapError::NoRollout(path.to_owned()));
+        };
+        rollout.end();
+        let verdict = Verdict::of(rollout, decision, Reason::Manual);
+        Ok(self.carry_out(&mut generation, endpoint, &serving, &verdict))
+    }
+
+    /// Ends the rollout `serving` holds with `verdict`: the one place a
+    /// rollout's decision is applied, counted and logged.
+    fn carry_out(
+        &self,
+        generation: &mut u64,
+        endpoint: &Endpoint,
+        serving: &Serving,
+        verdict: &Verdict,
+    ) -> Decided {
+        let (candidate, _) = serving.candidate.as_ref().expect("a rollout to end");
+        let stays = match verdict.decision {
+            Decision::Promote => candidate.clone(),
+            Decision::Rollback => serving.stable.clone(),
+        };
+        let digest = stays.component.digest.clone();
+        self.serve(endpoint, Serving::stable(stays));
+        let generation = self.applied(generation);
+        self.count_decision(&endpoint.path, &candidate.id, verdict);
+        Decided {
+            path: endpoint.path.to_string(),
+            decision: verdict.decision,
+            reason: verdict.reason,
+            digest,
+            candidate_digest: candidate.component.digest.clone(),
+            stable: verdict.stable,
+            candidate: verdict.candidate,
+            generation,
+        }
+    }
+
+    /// Counts and logs the end of a rollout of `candidate` on `path`.
+    fn count_decision(&self, path: &str, candidate: &str, verdict: &Verdict) {
+        self.app
+            .metrics()
+            .observe_decision(path, verdict.decision, verdict.reason);
+        let (decision, reason) = (verdict.decision.name(), verdict.reason.name());
+        let (stable, figures) = (&verdict.stable, &verdict.candidate);
+        if verdict.decision == Decision::Rollback && verdict.reason != Reason::Manual {
+            tracing::warn!(
+                route = %path,
+                candidate,
+                decision,
+                reason,
+                "rollout ended, {decision} ({reason}) after {:.1?}: candidate {figures}; \
+                 stable {stable}",
+                verdict.age,
+            );
+        } else {
+            tracing::info!(
+                route = %path,
+                candidate,
+                decision,
+                reason,
+                "rollout ended, {decision} ({reason}) after {:.1?}: candidate {figures}; \
+                 stable {stable}",
+                verdict.age,
+            );
+        }
+    }
+
+    /// Judges every rollout until the process ends: when a request says a
+    /// verdict may be due, and every [`JUDGE_EVERY`]. A rollback stops the
+    /// candidate's share at once, before the change is made under the lock.
+    pub async fn supervise(self: Arc<Self>) {
+        loop {
+            tokio::select! {
+                () = self.app.verdict_due().notified() => {}
+                () = tokio::time::sleep(JUDGE_EVERY) => {}
+            }
+            for endpoint in self.app.routes().endpoints() {
+                let serving = endpoint.serving();
+                let Some((_, rollout)) = &serving.candidate else {
+                    continue;
+                };
+                let Some(verdict) = rollout.judge() else {
+                    continue;
+                };
+                if !rollout.end() {
+                    continue; // Someone else is ending it.
+                }
+                let mut generation = self.changes.lock().await;
+                // A change made while waiting for the lock may have ended
+                // it; a reload that kept it made a new endpoint.
+                let routes = self.app.routes();
+                let still = routes.endpoint(&endpoint.path).filter(|e| {
+                    e.serving()
+                        .candidate
+                        .as_ref()
+                        .is_some_and(|(_, r)| Arc::ptr_eq(r, rollout))
+                });
+                if let Some(current) = still {
+                    self.carry_out(&mut generation, current, &serving, &verdict);
+                }
             }
         }
     }
@@ -321,41 +707,63 @@ impl Control {
         let engine = self.engine.clone();
         let previous = current.clone();
         let routes = config.routes.clone();
-        let next =
-            tokio::task::spawn_blocking(move || load_routes(&routes, &engine, Some(&previous)))
-                .await
-                .map_err(|e| SwapError::Rejected(format!("the loader failed: {e}")))?
-                .map_err(rejected)?;
+        let app = self.app.clone();
+        let next = tokio::task::spawn_blocking(move || {
+            load_routes(&routes, &engine, app.metrics(), Some(&previous))
+        })
+        .await
+        .map_err(|e| SwapError::Rejected(format!("the loader failed: {e}")))?
+        .map_err(rejected)?;
 
         let mut report = Reloaded::default();
         let metrics = self.app.metrics();
         for new in next.endpoints() {
-            let component = new.component();
+            let serving = new.serving();
             let path = new.path.to_string();
-            match current.endpoint(&new.path) {
-                None => report.added.push(path),
-                Some(old) if Arc::ptr_eq(&old.component(), &component) && component.via_admin => {
+            let old = current.endpoint(&new.path).map(|e| e.serving());
+            match &old {
+                None => {
+                    metrics.route_added(&new.path);
+                    report.added.push(path)
+                }
+                Some(old) if Arc::ptr_eq(old, &serving) && serving.candidate.is_some() => {
+                    report.kept_rollout.push(path)
+                }
+                Some(old) if Arc::ptr_eq(old, &serving) && serving.stable.component.via_admin => {
                     report.kept_admin_version.push(path)
                 }
                 Some(old)
-                    if old.component().digest == component.digest && old.limits == new.limits =>
+                    if old.stable.component.digest == serving.stable.component.digest
+                        && current.endpoint(&new.path).map(|e| e.limits) == Some(new.limits) =>
                 {
                     report.unchanged.push(path)
                 }
                 Some(_) => report.changed.push(path),
             }
-            let previous = current
-                .endpoint(&new.path)
-                .map(|e| e.component().digest.clone());
-            metrics.set_component(&new.path, previous.as_deref(), &component.digest);
+            if let Some(old) = &old
+                && !Arc::ptr_eq(old, &serving)
+                && let Some((candidate, rollout)) = &old.candidate
+            {
+                rollout.end();
+                let verdict = Verdict::of(rollout, Decision::Rollback, Reason::Superseded);
+                self.count_decision(&new.path, &candidate.id, &verdict);
+            }
+            publish(metrics, &new.path, old.as_deref(), Some(&serving));
         }
         for old in current.endpoints() {
             if next.endpoint(&old.path).is_none() {
                 report.removed.push(old.path.to_string());
-                metrics.remove_component(&old.path, &old.component().digest);
+                let serving = old.serving();
+                if let Some((candidate, rollout)) = &serving.candidate {
+                    rollout.end();
+                    let verdict = Verdict::of(rollout, Decision::Rollback, Reason::Superseded);
+                    self.count_decision(&old.path, &candidate.id, &verdict);
+                }
+                publish(metrics, &old.path, Some(&serving), None);
             }
         }
         self.app.replace_routes(next);
+        self.record_rollouts();
         report.generation = self.applied(generation);
         tracing::info!(
             generation = report.generation,
@@ -364,6 +772,7 @@ impl Control {
             changed = ?report.changed,
             unchanged = ?report.unchanged,
             kept_admin_version = ?report.kept_admin_version,
+            kept_rollout = ?report.kept_rollout,
             "route table reloaded"
         );
         Ok(report)
@@ -376,32 +785,83 @@ impl Control {
     }
 }
 
+/// Publishes what serves `path` now (`after`; `None`: the route is gone)
+/// on `/metrics`: each serving version's share, the stable digest, and the
+/// retirement of versions `before` had that `after` has not.
+fn publish(metrics: &Metrics, path: &str, before: Option<&Serving>, after: Option<&Serving>) {
+    let after_shares = after.map(Serving::shares).unwrap_or_default();
+    for (version, _) in before.map(Serving::shares).unwrap_or_default() {
+        if !after_shares.iter().any(|(v, _)| v.id == version.id) {
+            metrics.retire_version(path, &version.id);
+        }
+    }
+    for (version, share) in &after_shares {
+        metrics.set_version_share(path, &version.id, *share);
+    }
+    let digest = |s: &Serving| s.stable.component.digest.clone();
+    match (before.map(digest), after.map(digest)) {
+        (before, Some(after)) => metrics.set_component(path, before.as_deref(), &after),
+        (Some(before), None) => metrics.remove_component(path, &before),
+        (None, None) => {}
+    }
+}
+
+/// A policy in words, for the log.
+fn describe(policy: &crate::rollout::Policy) -> String {
+    format!(
+        "rolled back if its 5xx share exceeds the stable version's by {:.1} points or its p99 \
+         by {:.0} %, after {} requests; promoted after {:?} healthy",
+        policy.error_margin * 100.0,
+        policy.p99_margin * 100.0,
+        policy.min_requests,
+        policy.healthy_for
+    )
+}
+
 /// Loads every route's component; any failure stops the whole load, naming
 /// the route's place in the config file. From `previous`: a route whose
-/// entry is unchanged and that serves a version from the admin API keeps
-/// it; a route whose file is unchanged keeps its compiled component.
+/// entry is unchanged and that serves a version from the admin API, or has
+/// a rollout under way, keeps what serves it; a route whose file is
+/// unchanged keeps its compiled component.
 pub fn load_routes(
     routes: &[RouteConfig],
     engine: &WasmEngine,
+    metrics: &Metrics,
     previous: Option<&RouteSet>,
 ) -> Result<RouteSet> {
-    let mut endpoints = Vec::with_capacity(routes.len());
+    let mut loaded = Vec::with_capacity(routes.len());
     for route in routes {
         let before = previous.and_then(|p| p.endpoint(&route.path));
-        let kept_admin = before.filter(|e| {
-            e.source == route.component && e.limits == route.limits && e.component().via_admin
+        let kept = before.map(|e| e.serving()).filter(|serving| {
+            let before = before.expect("kept only from a previous endpoint");
+            before.source == route.component
+                && before.limits == route.limits
+                && (serving.stable.component.via_admin || serving.candidate.is_some())
         });
-        let component = match kept_admin {
-            Some(endpoint) => endpoint.component(),
-            None => load_route(route, engine, before.map(|e| e.component()))?,
-        };
-        endpoints.push(Arc::new(Endpoint::new(
-            route.path.as_str(),
-            route.limits,
-            route.component.clone(),
-            component,
-        )));
+        loaded.push(match kept {
+            Some(serving) => Ok(serving),
+            None => Err(load_route(route, engine, before.map(|e| e.component()))?),
+        });
     }
+    // Every route loaded: only now do new versions get their series.
+    let endpoints = routes
+        .iter()
+        .zip(loaded)
+        .map(|(route, loaded)| {
+            let serving = loaded.unwrap_or_else(|component| {
+                let id = crate::rollout::short_id(&component.digest);
+                let meters = metrics.version_meters(&route.path, &id);
+                Arc::new(Serving::stable(Arc::new(Version::new(component, meters))))
+            });
+            Arc::new(Endpoint::new(
+                route.path.as_str(),
+                route.limits,
+                route.component.clone(),
+                route.rollout,
+                serving,
+            ))
+        })
+        .collect();
     Ok(RouteSet::new(endpoints))
 }
 

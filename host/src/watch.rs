@@ -125,10 +125,15 @@ async fn rescan(control: &Control, seen: &mut HashMap<SeenKey, String>) {
             "component file changed{}",
             crate::swap::newest_of(&resolved)
         );
-        // Counted and logged by the swap, whatever its result.
+        // Counted and logged by the swap, whatever its result; as a canary
+        // if the route says so.
         let file = resolved.file;
         let _ = control
-            .swap(&endpoint.path, Source::Rebuilt { file, bytes })
+            .swap(
+                &endpoint.path,
+                Source::Rebuilt { file, bytes },
+                endpoint.rollout.canary,
+            )
             .await;
     }
 }
