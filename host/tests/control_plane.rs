@@ -11,31 +11,6 @@ use testkit::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// `component` with a custom section carrying `nonce` appended: the same
-/// code under a digest never seen before (nothing compiled, nothing cached).
-fn variant(component: &Path, nonce: &str) -> Vec<u8> {
-    let mut bytes = std::fs::read(component).unwrap();
-    let name = b"webapp-test-variant";
-    let mut payload = vec![name.len() as u8];
-    payload.extend_from_slice(name);
-    payload.extend_from_slice(nonce.as_bytes());
-    assert!(payload.len() < 128, "one-byte LEB128 size");
-    bytes.push(0); // custom section
-    bytes.push(payload.len() as u8);
-    bytes.extend_from_slice(&payload);
-    bytes
-}
-
-/// A nonce no earlier run has used (the cache folder outlives no test, but
-/// the test-wide memory of what was compiled must not matter either).
-fn nonce(tag: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{tag}-{nanos}-{}", std::process::id())
-}
-
 fn cache_args(cache: &Path) -> [String; 2] {
     ["--cache-dir".into(), cache.display().to_string()]
 }

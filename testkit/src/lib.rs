@@ -124,6 +124,31 @@ pub fn component(stem: &str) -> PathBuf {
     components().join(format!("{stem}.wasm"))
 }
 
+/// `component` with a custom section carrying `nonce` appended: the same
+/// code under a digest never seen before (nothing compiled, nothing cached).
+pub fn variant(component: &Path, nonce: &str) -> Vec<u8> {
+    let mut bytes = std::fs::read(component).unwrap();
+    let name = b"webapp-test-variant";
+    let mut payload = vec![name.len() as u8];
+    payload.extend_from_slice(name);
+    payload.extend_from_slice(nonce.as_bytes());
+    assert!(payload.len() < 128, "one-byte LEB128 size");
+    bytes.push(0); // custom section
+    bytes.push(payload.len() as u8);
+    bytes.extend_from_slice(&payload);
+    bytes
+}
+
+/// A nonce no earlier run has used (the cache folder outlives no test, but
+/// the test-wide memory of what was compiled must not matter either).
+pub fn nonce(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{tag}-{nanos}-{}", std::process::id())
+}
+
 /// Config text routing `routes` (path, component file) plus `extra` settings.
 pub fn config_text(extra: &str, routes: &[(&str, PathBuf)]) -> String {
     let mut text = format!("{extra}\n");
@@ -162,13 +187,28 @@ impl Host {
 
     /// Like [`Host::start`], on a given loopback address.
     pub fn start_on(listen: &str, config: &str, args: &[&str]) -> Host {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("webapp.toml");
+        std::fs::write(&path, config).unwrap();
+        Host::start_with_file(listen, &path, args, dir)
+    }
+
+    /// Stops this host (killed if still running) and starts it again on
+    /// the same config file, so what it keeps for that file applies; the
+    /// earlier log moves to `host.log.1`.
+    pub fn restart(mut self, args: &[&str]) -> Host {
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        drop(self);
+        let path = dir.path().join("webapp.toml");
+        std::fs::rename(dir.path().join("host.log"), dir.path().join("host.log.1")).unwrap();
+        Host::start_with_file("127.0.0.1:0", &path, args, dir)
+    }
+
+    fn start_with_file(listen: &str, path: &Path, args: &[&str], dir: tempfile::TempDir) -> Host {
         assert!(
             listen.starts_with("127.0.0.1:"),
             "tests only serve on loopback"
         );
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("webapp.toml");
-        std::fs::write(&path, config).unwrap();
         // An admin API on its own ephemeral port, and one compile cache for
         // every test (inside target/, never the user's).
         let mut defaults = Vec::new();
@@ -188,7 +228,7 @@ impl Host {
         let mut command = Command::new(workspace_binary("host"));
         command
             .arg("--config")
-            .arg(&path)
+            .arg(path)
             .args(["--listen", listen])
             .args(&defaults)
             .args(args)
