@@ -209,6 +209,10 @@ pub struct Control {
     generation: watch::Sender<u64>,
     /// Where the rollouts under way are recorded, for a restart.
     rollouts: RolloutFile,
+    /// Per route, a candidate a restart held back although its file holds
+    /// it: the watcher takes it as already seen, so only a new build
+    /// starts a rollout again. Written once, before serving.
+    held_back: std::sync::OnceLock<std::collections::HashMap<String, String>>,
 }
 
 /// How often rollouts are judged when no request says a verdict is due:
@@ -233,6 +237,7 @@ impl Control {
             changes: Mutex::new(0),
             generation: watch::Sender::new(0),
             rollouts,
+            held_back: std::sync::OnceLock::new(),
         };
         let metrics = control.app.metrics();
         metrics.set_generation(0);
@@ -307,6 +312,7 @@ impl Control {
     /// the file holds the candidate now), and says so. Rollouts are not
     /// resumed: start the canary again to resume one.
     pub fn restore_stable_versions(&self) {
+        let mut held_back = std::collections::HashMap::new();
         let interrupted = self.rollouts.read();
         let routes = self.app.routes();
         for (path, was) in &interrupted {
@@ -329,6 +335,7 @@ impl Control {
                         loaded.via_admin = serving.via_admin;
                         let version = self.new_version(path, Arc::new(loaded));
                         self.serve(endpoint, Serving::stable(version));
+                        held_back.insert(path.clone(), candidate.clone());
                         tracing::warn!(
                             route = %path,
                             "the host stopped during a rollout ({}% to {}, which the component \
@@ -361,6 +368,17 @@ impl Control {
         if !interrupted.is_empty() {
             self.record_rollouts();
         }
+        let _ = self.held_back.set(held_back);
+    }
+
+    /// The digest the watcher takes as seen in `endpoint`'s file at start:
+    /// the stable version's, or the candidate a restart held back.
+    pub fn seen_at_start(&self, endpoint: &Endpoint) -> String {
+        self.held_back
+            .get()
+            .and_then(|held| held.get(endpoint.path.as_ref()))
+            .cloned()
+            .unwrap_or_else(|| endpoint.component().digest.clone())
     }
 
     /// A version starting to serve `path`, with its series.

@@ -64,7 +64,7 @@ pub async fn run(control: Arc<Control>) -> Result<()> {
         watched = folders;
         for endpoint in control.app().routes().endpoints() {
             seen.entry(seen_key(endpoint))
-                .or_insert_with(|| endpoint.component().digest.clone());
+                .or_insert_with(|| control.seen_at_start(endpoint));
         }
 
         tokio::select! {

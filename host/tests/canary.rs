@@ -310,24 +310,35 @@ async fn a_healthy_candidate_is_promoted_after_its_healthy_period() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_during_a_rollout_serves_the_stable_version() {
-    // A watched file whose rebuilds start as 30 % canaries.
+    // Watched files; rebuilds of `/ep_one` start as 30 % canaries.
     let folder = tempfile::tempdir().unwrap();
     let cache = tempfile::tempdir().unwrap();
-    let file = folder.path().join("ep_one.wasm");
+    let (one, two) = (
+        folder.path().join("ep_one.wasm"),
+        folder.path().join("ep_two.wasm"),
+    );
     let stable_bytes = std::fs::read(component("ep_one")).unwrap();
-    std::fs::write(&file, &stable_bytes).unwrap();
+    std::fs::write(&one, &stable_bytes).unwrap();
+    std::fs::copy(component("ep_two"), &two).unwrap();
+    let config = format!(
+        "[[route]]\npath = \"/ep_one\"\ncomponent = \"{}\"\n[route.rollout]\ncanary = 30\n\
+         min_requests = 1000000\n\n[[route]]\npath = \"/ep_two\"\ncomponent = \"{}\"\n",
+        one.display(),
+        two.display()
+    );
     let args = ["--cache-dir", cache.path().to_str().unwrap()];
-    let host = Host::start(&config(&file, "canary = 30\nmin_requests = 1000000"), &args);
-    let watching = format!("watching {}", folder.path().canonicalize().unwrap().display());
+    let watching = format!(
+        "watching {}",
+        folder.path().canonicalize().unwrap().display()
+    );
+    let host = Host::start(&config, &args);
     eventually(Duration::from_secs(10), &watching, || async {
         host.log().contains(&watching)
     })
     .await;
 
     let rebuilt = std::fs::read(component("ep_two")).unwrap();
-    let next = folder.path().join("ep_one.wasm.new");
-    std::fs::write(&next, &rebuilt).unwrap();
-    std::fs::rename(&next, &file).unwrap();
+    rename_into_place(&rebuilt, &one);
     eventually(
         Duration::from_secs(30),
         "the rebuild started as a canary",
@@ -353,6 +364,31 @@ async fn a_restart_during_a_rollout_serves_the_stable_version() {
     );
     let answers = get_many(host.url("/ep_one"), 50, 4).await;
     assert!(answers.iter().all(|a| *a == (StatusCode::OK, "1".into())));
+
+    // The held-back candidate is not taken for a new build: a change in
+    // the folder (to `/ep_two`, rescanned after `/ep_one`) starts nothing.
+    eventually(Duration::from_secs(10), &watching, || async {
+        host.log().contains(&watching)
+    })
+    .await;
+    let (_, generation) = served_route(&host, "/ep_two").await;
+    rename_into_place(&std::fs::read(component("ep_three")).unwrap(), &two);
+    eventually(Duration::from_secs(30), "/ep_two swapped", || async {
+        served_route(&host, "/ep_two").await.1 > generation
+    })
+    .await;
+    assert!(rollout(&host).await.is_null(), "{}", host.log());
+    assert_eq!(
+        served_route(&host, "/ep_one").await.0["digest"],
+        sha256_hex(&stable_bytes).as_str()
+    );
+}
+
+/// Puts `bytes` at `target` the way build tools do: write aside, rename over.
+fn rename_into_place(bytes: &[u8], target: &Path) {
+    let aside = target.with_extension("new");
+    std::fs::write(&aside, bytes).unwrap();
+    std::fs::rename(&aside, target).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
