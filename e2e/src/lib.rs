@@ -1,4 +1,5 @@
-//! Files under `k8s/` that are generated from their one source of truth.
+//! What the e2e checks share: the files under `k8s/` generated from their
+//! one source of truth, and the dashboard's queries.
 //!
 //! The dashboard, Grafana's provisioning files and the Kubernetes Prometheus
 //! config are edited where they live (`grafana/`, `prometheus/`); the
@@ -7,6 +8,8 @@
 //! `UPDATE_GENERATED=1 cargo test -p e2e --test generated`.
 
 use std::path::Path;
+
+use serde_json::Value;
 
 /// One generated file: where it goes, and its ConfigMaps: (name, [(key, source file)]).
 pub struct Generated {
@@ -77,4 +80,58 @@ pub fn render(root: &Path, generated: &Generated) -> std::io::Result<String> {
 /// `$instance` are regexes in Grafana (`All` is every value, joined).
 pub fn with_variables(expr: &str, job: &str, instance: &str) -> String {
     expr.replace("$job", job).replace("$instance", instance)
+}
+
+/// One query of the dashboard: a panel target, or an annotation.
+pub struct Query<'a> {
+    /// The panel's title, or the annotation's name.
+    pub title: &'a str,
+    /// The target's `refId`; `None` for an annotation.
+    pub ref_id: Option<&'a str>,
+    pub expr: &'a str,
+    /// The panel or annotation it belongs to.
+    pub source: &'a Value,
+}
+
+/// The panels that show data (rows only group them).
+pub fn data_panels(dashboard: &Value) -> Vec<&Value> {
+    dashboard["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .filter(|p| p["type"] != "row")
+        .collect()
+}
+
+/// Every query the dashboard runs: each data panel's targets, then each
+/// annotation's.
+pub fn queries(dashboard: &Value) -> Vec<Query<'_>> {
+    let mut queries = Vec::new();
+    for panel in data_panels(dashboard) {
+        for target in panel["targets"].as_array().expect("targets") {
+            queries.push(Query {
+                title: panel["title"].as_str().expect("a title"),
+                ref_id: Some(target["refId"].as_str().expect("a refId")),
+                expr: target["expr"].as_str().expect("an expr"),
+                source: panel,
+            });
+        }
+    }
+    for annotation in annotations(dashboard) {
+        queries.push(Query {
+            title: annotation["name"].as_str().expect("a name"),
+            ref_id: None,
+            expr: annotation["expr"].as_str().expect("an expr"),
+            source: annotation,
+        });
+    }
+    queries
+}
+
+/// The dashboard's Prometheus annotations.
+pub fn annotations(dashboard: &Value) -> Vec<&Value> {
+    dashboard["annotations"]["list"]
+        .as_array()
+        .map(|list| list.iter().filter(|a| a["expr"].is_string()).collect())
+        .unwrap_or_default()
 }
