@@ -32,7 +32,7 @@ fn listening_address(log: &std::path::Path) -> Option<String> {
 }
 
 /// An instant query: each series' labels and value.
-async fn query(
+async fn query_series(
     client: &HttpClient,
     base: &str,
     expr: &str,
@@ -85,7 +85,16 @@ async fn every_panel_query_returns_what_the_demo_implies() {
     };
     let mut routes = demo_routes();
     routes.push(("/fault/trap", component("faults")));
-    let host = Host::start(&config_text("", &routes), &[]);
+    // `/ep_one`'s canary below stays under way while the panels are checked.
+    let ep_one_route = format!("component = \"{}\"\n", component("ep_one").display());
+    let config = config_text("", &routes).replacen(
+        &ep_one_route,
+        &format!(
+            "{ep_one_route}[route.rollout]\np99_margin_percent = 1000\nhealthy_for = \"10m\"\n"
+        ),
+        1,
+    );
+    let host = Host::start(&config, &[]);
 
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("prometheus.yml");
@@ -149,13 +158,48 @@ async fn every_panel_query_returns_what_the_demo_implies() {
             .spawn()
             .unwrap(),
     );
+    // Rollouts for the Versions row and the annotations: a failing canary
+    // on `/ep_two` (rolled back by itself), one on `/ep_three` promoted by
+    // hand, and one on `/ep_one` under way until the end.
+    let id = |bytes: &[u8]| sha256_hex(bytes)[..12].to_string();
+    let stable = |stem: &str| id(&std::fs::read(component(stem)).unwrap());
+    let canary = |path: &'static str, bytes: Vec<u8>, share: u8| {
+        let host = &host;
+        async move {
+            let url = format!("/routes{path}/component?canary={share}");
+            let (status, answer) = admin(host, "PUT", &url, bytes, None).await;
+            assert_eq!(status, 200, "{answer}");
+        }
+    };
+    // Annotations show changes Prometheus saw: the counters at 0 first.
+    eventually(Duration::from_secs(30), "a first scrape", || async {
+        !query_series(
+            &client,
+            &base,
+            "webapp_component_swaps_total{result=\"ok\"}",
+        )
+        .await
+        .is_empty()
+    })
+    .await;
+    let bad = std::fs::read(component("ep_error")).unwrap();
+    let promoted = variant(&component("ep_three"), &nonce("promoted"));
+    let candidate = variant(&component("ep_one"), &nonce("candidate"));
+    let (bad_id, promoted_id, candidate_id) = (id(&bad), id(&promoted), id(&candidate));
+    canary("/ep_two", bad, 20).await;
+    canary("/ep_three", promoted, 50).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (status, answer) = admin(&host, "POST", "/routes/ep_three/promote", vec![], None).await;
+    assert_eq!(status, 200, "{answer}");
+    canary("/ep_one", candidate, 30).await;
+
     // A trickle of trapping requests, so the guest-failure panel has a series.
     for _ in 0..40 {
         assert_eq!(get(&client, &host.url("/fault/trap")).await.0, 500);
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 
-    let all_rate = query(
+    let all_rate = query_series(
         &client,
         &base,
         "sum(rate(webapp_http_request_duration_seconds_count[30s]))",
@@ -168,7 +212,7 @@ async fn every_panel_query_returns_what_the_demo_implies() {
         &std::fs::read_to_string(repo_root().join("grafana/dashboards/webapp.json")).unwrap(),
     )
     .unwrap();
-    let process_cpu = query(
+    let process_cpu = query_series(
         &client,
         &base,
         "rate(process_cpu_seconds_total{job=\"webapp\"}[30s])",
@@ -177,26 +221,77 @@ async fn every_panel_query_returns_what_the_demo_implies() {
         .1;
     let mut all_paths = DEMO_PATHS.to_vec();
     all_paths.extend(["/error", "/fault/trap"]);
-    for (panel, target) in dashboard["panels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|panel| {
-            panel["targets"]
-                .as_array()
-                .unwrap()
+    eventually(
+        Duration::from_secs(60),
+        "the failing canary rolled back",
+        || async { served_route(&host, "/ep_two").await.0["rollout"].is_null() },
+    )
+    .await;
+    // Serving versions per route, and the one each rollout retired.
+    let (one, two, three, four) = (
+        stable("ep_one"),
+        stable("ep_two"),
+        stable("ep_three"),
+        stable("ep_four"),
+    );
+    let (error, trap) = (stable("ep_error"), stable("faults"));
+    let serving = [
+        ("/ep_one", one.as_str()),
+        ("/ep_one", candidate_id.as_str()),
+        ("/ep_two", two.as_str()),
+        ("/ep_three", promoted_id.as_str()),
+        ("/ep_four", four.as_str()),
+        ("/error", error.as_str()),
+        ("/fault/trap", trap.as_str()),
+    ];
+    let retired = [("/ep_two", bad_id.as_str()), ("/ep_three", three.as_str())];
+    for query in e2e::queries(&dashboard) {
+        let title = query.title;
+        let Some(ref_id) = query.ref_id else {
+            // Annotations, over their own 1 m window: every change above.
+            let expr = e2e::with_variables(query.expr, "webapp", ".+");
+            let marks = query_series(&client, &base, &expr).await;
+            let marked: Vec<(&str, &str)> = marks
                 .iter()
-                .map(move |target| (panel, target))
-        })
-    {
-        let title = panel["title"].as_str().unwrap();
-        let ref_id = target["refId"].as_str().unwrap();
+                .map(|(labels, _)| {
+                    (
+                        labels["path"].as_str(),
+                        labels.get("reason").map_or("", String::as_str),
+                    )
+                })
+                .collect();
+            match title {
+                "Swaps" => {
+                    for path in ["/ep_one", "/ep_two", "/ep_three"] {
+                        assert!(
+                            marked.iter().any(|(p, _)| *p == path),
+                            "{title}: {marked:?}"
+                        );
+                    }
+                }
+                "Promotions" => assert_eq!(marked, [("/ep_three", "manual")], "{title}"),
+                "Rollbacks" => assert_eq!(marked, [("/ep_two", "errors")], "{title}"),
+                other => panic!("annotation {other:?} has no end-to-end check: add one"),
+            }
+            continue;
+        };
         // The variables as "All" gives them; 2 m and 1 m windows shortened
         // so 40 s of traffic fill them.
-        let expr = e2e::with_variables(target["expr"].as_str().unwrap(), "webapp", ".+")
+        let expr = e2e::with_variables(query.expr, "webapp", ".+")
             .replace("[2m]", "[30s]")
             .replace("[1m]", "[30s]");
-        let series = query(&client, &base, &expr).await;
+        let series = query_series(&client, &base, &expr).await;
+        let by_version = || -> BTreeMap<(String, String), f64> {
+            series
+                .iter()
+                .map(|(labels, v)| ((labels["path"].clone(), labels["version"].clone()), *v))
+                .collect()
+        };
+        let of = |values: &BTreeMap<(String, String), f64>, path: &str, version: &str| {
+            *values
+                .get(&(path.to_string(), version.to_string()))
+                .unwrap_or_else(|| panic!("{title}: no series for {path} {version} in {values:?}"))
+        };
         match title {
             "Requests per second" => {
                 for (path, rate) in by_label(&series, "path", &DEMO_PATHS, title) {
@@ -291,6 +386,45 @@ async fn every_panel_query_returns_what_the_demo_implies() {
                     "{title}: {}",
                     series[0].1
                 );
+            }
+            "Requests per second by version" => {
+                let rates = by_version();
+                for (path, version) in serving {
+                    assert!(of(&rates, path, version) > 0.0, "{title} {path} {version}");
+                }
+                let canary_share = of(&rates, "/ep_one", &candidate_id)
+                    / (of(&rates, "/ep_one", &candidate_id) + of(&rates, "/ep_one", &one));
+                near(title, canary_share, 0.3, 0.05);
+            }
+            "5xx share by version" => {
+                let shares = by_version();
+                near(title, of(&shares, "/error", &error), 1.0, 0.0);
+                near(title, of(&shares, "/ep_one", &one), 0.0, 0.0);
+                near(title, of(&shares, "/ep_one", &candidate_id), 0.0, 0.0);
+            }
+            "Request duration p50 by version" => {
+                let p50 = by_version();
+                for version in [&one, &candidate_id] {
+                    near(title, of(&p50, "/ep_one", version), 0.1, 0.06);
+                }
+            }
+            "Request duration p99 by version" => {
+                let p99 = by_version();
+                for version in [&one, &candidate_id] {
+                    let p99 = of(&p99, "/ep_one", version);
+                    assert!((0.15..=0.5).contains(&p99), "{title}: {p99}");
+                }
+            }
+            "Rollout share" => {
+                let shares = by_version();
+                assert_eq!(of(&shares, "/ep_one", &one), 70.0);
+                assert_eq!(of(&shares, "/ep_one", &candidate_id), 30.0);
+                for (path, version) in serving.iter().filter(|(p, _)| *p != "/ep_one") {
+                    assert_eq!(of(&shares, path, version), 100.0, "{title} {path}");
+                }
+                for (path, version) in retired {
+                    assert_eq!(of(&shares, path, version), 0.0, "{title} {path}");
+                }
             }
             other => panic!("panel {other:?} has no end-to-end check: add one"),
         }

@@ -839,6 +839,54 @@ component = "b.wasm"
     }
 
     #[test]
+    fn routes_take_their_rollout_settings_or_the_defaults() {
+        let text = "[[route]]\npath = \"/a\"\ncomponent = \"a.wasm\"\n[route.rollout]\n\
+                    canary = 10\nmin_requests = 200\nerror_margin_percent = 2.5\n\
+                    p99_margin_percent = 20\nhealthy_for = \"5m\"\n\
+                    [[route]]\npath = \"/b\"\ncomponent = \"b.wasm\"\n";
+        let c = parse(text, &Settings::default()).unwrap();
+        assert_eq!(
+            c.routes[0].rollout,
+            RolloutConfig {
+                canary: Some(10),
+                policy: Policy {
+                    min_requests: 200,
+                    error_margin: 0.025,
+                    p99_margin: 0.2,
+                    healthy_for: Duration::from_secs(300),
+                },
+            }
+        );
+        assert_eq!(c.routes[1].rollout, RolloutConfig::default());
+        assert_eq!(c.routes[1].rollout.policy, DEFAULT_POLICY);
+    }
+
+    #[test]
+    fn rollout_mistakes_name_the_route_and_line() {
+        let route = "[[route]]\npath = \"/a\"\ncomponent = \"a.wasm\"\n[route.rollout]\n";
+        for (bad, says) in [
+            ("canary = 0", "1 to 99, not 0"),
+            ("canary = 100", "1 to 99, not 100"),
+            ("canary = -3", "1 to 99, not -3"),
+            ("min_requests = 0", "min_requests must be at least 1"),
+            (
+                "error_margin_percent = -1.0",
+                "error_margin_percent must be",
+            ),
+            ("p99_margin_percent = nan", "p99_margin_percent must be"),
+            ("healthy_for = \"0s\"", "healthy_for must be above zero"),
+        ] {
+            let e = err(&format!("{route}{bad}\n"));
+            assert!(
+                e.contains("conf/webapp.toml:2") && e.contains("route `/a`") && e.contains(says),
+                "{bad}: {e}"
+            );
+        }
+        let e = err(&format!("{route}canary_share = 10\n"));
+        assert!(e.contains("canary_share"), "{e}");
+    }
+
+    #[test]
     fn the_admin_api_beyond_loopback_needs_a_token() {
         let routes = "[[route]]\npath = \"/a\"\ncomponent = \"a\"\n";
         let c = parse(routes, &Settings::default()).unwrap();
