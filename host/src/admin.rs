@@ -115,9 +115,13 @@ async fn handle(
         .map_or((None, ""), |(route, action)| {
             (Some(route.to_owned()), action)
         });
-    let canary = match canary_of_query(request.uri().query()) {
-        Ok(canary) => canary,
-        Err(e) => return error(StatusCode::BAD_REQUEST, &e),
+    // Only a new version takes a query (`?canary=N`).
+    let canary = match action {
+        "component" => match canary_of_query(request.uri().query()) {
+            Ok(canary) => canary,
+            Err(e) => return error(StatusCode::BAD_REQUEST, &e),
+        },
+        _ => None,
     };
     match (request.method().clone(), path.as_str(), route, action) {
         (Method::GET, "/routes", _, _) => json(StatusCode::OK, &control.served()),
@@ -223,7 +227,7 @@ fn answer(result: Result<impl Serialize, SwapError>) -> Response<Full<Bytes>> {
 fn swap_error(e: SwapError) -> Response<Full<Bytes>> {
     let status = match e {
         SwapError::NoSuchRoute(_) => StatusCode::NOT_FOUND,
-        SwapError::NoRollout(_) => StatusCode::CONFLICT,
+        SwapError::NoRollout(_) | SwapError::Deciding(_) => StatusCode::CONFLICT,
         SwapError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
     };
     error(status, &e.to_string())

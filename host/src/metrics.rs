@@ -440,6 +440,23 @@ impl Metrics {
         }
     }
 
+    /// Removes the series `route_added` made for `path`, a route a reload
+    /// removed (its version series retire on their own).
+    pub fn route_removed(&self, path: &str) {
+        for result in ["ok", "rejected"] {
+            let _ = self.swaps.remove_label_values(&[path, result]);
+        }
+        for decision in crate::rollout::Decision::ALL {
+            for reason in crate::rollout::Reason::ALL {
+                let _ = self.rollout_decisions.remove_label_values(&[
+                    path,
+                    decision.name(),
+                    reason.name(),
+                ]);
+            }
+        }
+    }
+
     /// Counts the end of a rollout on `path`.
     pub fn observe_decision(
         &self,

@@ -11,8 +11,10 @@
 //! rollout started): the candidate is rolled back when its share of 5xx
 //! answers, or its p99 latency, is above the stable version's by more than
 //! the route's margin, once it has answered `min_requests` (one early error
-//! is not a verdict); it is promoted once it has stayed healthy for
-//! `healthy_for`. This module decides; `swap.rs` carries decisions out.
+//! is not a verdict); it is promoted once `healthy_for` has passed since the
+//! rollout started, if it has answered `min_requests` by then and every
+//! judgement since found it healthy (any that did not rolled it back). This
+//! module decides; `swap.rs` carries decisions out.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -36,7 +38,8 @@ pub struct Policy {
     /// Rolled back when the candidate's p99 exceeds the stable version's by
     /// more than this fraction of it (0.5: 50 % slower).
     pub p99_margin: f64,
-    /// Promoted once it has been healthy this long (with enough requests).
+    /// Promoted once this long has passed since the rollout started, with
+    /// `min_requests` answered and every judgement healthy.
     pub healthy_for: Duration,
 }
 
@@ -133,6 +136,8 @@ pub struct Rollout {
     next: AtomicU64,
     /// Set by the first verdict: from then on every request is stable's.
     ended: AtomicBool,
+    /// When the candidate got its first request.
+    first_request: std::sync::OnceLock<Instant>,
     stable_answers: Answers,
     candidate_answers: Answers,
 }
@@ -200,7 +205,7 @@ impl Decision {
 pub enum Phase {
     /// The candidate has answered fewer than `min_requests`.
     Gathering,
-    /// Judged healthy so far; promoted once healthy for `healthy_for`.
+    /// Judged healthy so far; promoted once `healthy_for` has passed.
     Healthy,
     /// Decided; the decision is being carried out.
     Ended,
@@ -292,6 +297,8 @@ pub struct Verdict {
     pub candidate: Figures,
     /// How long the rollout had run.
     pub age: Duration,
+    /// How long since the candidate's first request (`None`: it had none).
+    pub since_first_request: Option<Duration>,
 }
 
 impl Verdict {
@@ -304,6 +311,7 @@ impl Verdict {
             stable,
             candidate,
             age: rollout.started.elapsed(),
+            since_first_request: rollout.first_request.get().map(Instant::elapsed),
         }
     }
 }
@@ -319,6 +327,7 @@ impl Rollout {
             started_at: SystemTime::now(),
             next: AtomicU64::new(0),
             ended: AtomicBool::new(false),
+            first_request: std::sync::OnceLock::new(),
             stable_answers: Answers::new(),
             candidate_answers: Answers::new(),
         }
@@ -333,6 +342,7 @@ impl Rollout {
         let i = self.next.fetch_add(1, Ordering::Relaxed);
         let share = u64::from(self.share);
         if (i + 1) * share / 100 > i * share / 100 {
+            self.first_request.get_or_init(Instant::now);
             Arm::Candidate
         } else {
             Arm::Stable
@@ -382,6 +392,7 @@ impl Rollout {
                 stable,
                 candidate,
                 age: self.started.elapsed(),
+                since_first_request: self.first_request.get().map(Instant::elapsed),
             })
         };
         if candidate.requests < self.policy.min_requests {

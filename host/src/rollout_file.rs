@@ -22,6 +22,9 @@ const MAX_BYTES: u64 = 1 << 20;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UnderWay {
     pub stable: String,
+    /// The file the stable version was read from, if any (for `GET /routes`).
+    #[serde(default)]
+    pub stable_file: Option<PathBuf>,
     pub candidate: String,
     /// The candidate's share, in percent.
     pub share: u8,
@@ -104,6 +107,7 @@ mod tests {
             "/ep_one".to_string(),
             UnderWay {
                 stable: "a".repeat(64),
+                stable_file: Some(PathBuf::from("/a/ep_one.wasm")),
                 candidate: "b".repeat(64),
                 share: 20,
             },

@@ -76,6 +76,8 @@ pub enum SwapError {
     NoSuchRoute(String),
     /// A promote or rollback of a route without a rollout under way.
     NoRollout(String),
+    /// A promote or rollback of a rollout an automatic decision is ending.
+    Deciding(String),
     /// The new version or configuration was refused; the old one serves on.
     Rejected(String),
 }
@@ -85,6 +87,11 @@ impl std::fmt::Display for SwapError {
         match self {
             Self::NoSuchRoute(path) => write!(f, "no route `{path}`"),
             Self::NoRollout(path) => write!(f, "no rollout is under way on route `{path}`"),
+            Self::Deciding(path) => write!(
+                f,
+                "the rollout on route `{path}` is already ending by an automatic decision \
+                 (see the log and GET /routes)"
+            ),
             Self::Rejected(why) => f.write_str(why),
         }
     }
@@ -212,7 +219,7 @@ pub struct Control {
     /// Per route, a candidate a restart held back although its file holds
     /// it: the watcher takes it as already seen, so only a new build
     /// starts a rollout again. Written once, before serving.
-    held_back: std::sync::OnceLock<std::collections::HashMap<String, String>>,
+    held_back: std::sync::OnceLock<std::collections::HashMap<String, UnderWay>>,
 }
 
 /// How often rollouts are judged when no request says a verdict is due:
@@ -277,7 +284,9 @@ impl Control {
             Some(&previous),
             Some(&next),
         );
-        self.record_rollouts();
+        if previous.candidate.is_some() || next.candidate.is_some() {
+            self.record_rollouts();
+        }
         previous
     }
 
@@ -293,11 +302,18 @@ impl Control {
             .iter()
             .filter_map(|e| {
                 let serving = e.serving();
-                let (candidate, rollout) = serving.candidate.as_ref()?;
+                let stable = &serving.stable.component;
+                let Some((candidate, rollout)) = serving.candidate.as_ref() else {
+                    // Still held back since a restart: still recorded.
+                    let held = self.held_back.get()?.get(e.path.as_ref())?;
+                    return (held.stable == stable.digest)
+                        .then(|| (e.path.to_string(), held.clone()));
+                };
                 Some((
                     e.path.to_string(),
                     UnderWay {
-                        stable: serving.stable.component.digest.clone(),
+                        stable: stable.digest.clone(),
+                        stable_file: stable.file.clone(),
                         candidate: candidate.component.digest.clone(),
                         share: rollout.share,
                     },
@@ -310,7 +326,10 @@ impl Control {
     /// At start, before serving: for each route whose rollout a stop
     /// interrupted, serves its stable version (from the compile cache if
     /// the file holds the candidate now), and says so. Rollouts are not
-    /// resumed: start the canary again to resume one.
+    /// resumed: a new build, or the admin API, starts one again. A
+    /// candidate held back this way stays recorded, so a later restart
+    /// holds it back too, and the stable version is kept like one from the
+    /// admin API: a reload keeps it while the route's entry is unchanged.
     pub fn restore_stable_versions(&self) {
         let mut held_back = std::collections::HashMap::new();
         let interrupted = self.rollouts.read();
@@ -320,55 +339,52 @@ impl Control {
                 continue;
             };
             let serving = endpoint.component();
-            let (stable, candidate) = (&was.stable[..12.min(was.stable.len())], &was.candidate);
+            let (stable, candidate) = (
+                crate::rollout::short_id(&was.stable),
+                crate::rollout::short_id(&was.candidate),
+            );
+            let share = was.share;
             if serving.digest == was.stable {
                 tracing::warn!(
                     route = %path,
-                    "the host stopped during a rollout ({}% to {}): serving the stable version \
-                     {stable}; the canary is not resumed",
-                    was.share,
-                    &candidate[..12.min(candidate.len())],
+                    "the host stopped during a rollout ({share}% to {candidate}): serving the \
+                     stable version {stable}; the canary is not resumed"
                 );
-            } else if serving.digest == *candidate {
+            } else if serving.digest == was.candidate {
                 match self.engine.load_compiled(&was.stable) {
                     Ok(mut loaded) => {
-                        loaded.via_admin = serving.via_admin;
+                        loaded.via_admin = true;
+                        loaded.file = was.stable_file.clone();
                         let version = self.new_version(path, Arc::new(loaded));
                         self.serve(endpoint, Serving::stable(version));
-                        held_back.insert(path.clone(), candidate.clone());
+                        held_back.insert(path.clone(), was.clone());
                         tracing::warn!(
                             route = %path,
-                            "the host stopped during a rollout ({}% to {}, which the component \
-                             file holds): serving the stable version {stable} from the compile \
-                             cache; the canary is not resumed (rebuild, or start it through the \
-                             admin API)",
-                            was.share,
-                            &candidate[..12],
+                            "the host stopped during a rollout ({share}% to {candidate}, which \
+                             the component file holds): serving the stable version {stable} \
+                             from the compile cache; the canary is not resumed (rebuild, or \
+                             start it through the admin API)"
                         );
                     }
                     Err(e) => tracing::warn!(
                         route = %path,
-                        "the host stopped during a rollout ({}% to {}, which the component file \
-                         holds), but the stable version {stable} cannot be loaded ({e:#}): \
-                         serving the file",
-                        was.share,
-                        &candidate[..12],
+                        "the host stopped during a rollout ({share}% to {candidate}, which the \
+                         component file holds), but the stable version {stable} cannot be \
+                         loaded ({e:#}): serving the file"
                     ),
                 }
             } else {
                 tracing::warn!(
                     route = %path,
-                    "the host stopped during a rollout ({}% to {}); the component file has \
-                     changed since: serving it",
-                    was.share,
-                    &candidate[..12.min(candidate.len())],
+                    "the host stopped during a rollout ({share}% to {candidate}); the component \
+                     file has changed since: serving it"
                 );
             }
         }
+        let _ = self.held_back.set(held_back);
         if !interrupted.is_empty() {
             self.record_rollouts();
         }
-        let _ = self.held_back.set(held_back);
     }
 
     /// The digest the watcher takes as seen in `endpoint`'s file at start:
@@ -377,7 +393,7 @@ impl Control {
         self.held_back
             .get()
             .and_then(|held| held.get(endpoint.path.as_ref()))
-            .cloned()
+            .map(|was| was.candidate.clone())
             .unwrap_or_else(|| endpoint.component().digest.clone())
     }
 
@@ -585,7 +601,9 @@ impl Control {
         let Some((_, rollout)) = &serving.candidate else {
             return Err(SwapError::NoRollout(path.to_owned()));
         };
-        rollout.end();
+        if !rollout.end() {
+            return Err(SwapError::Deciding(path.to_owned()));
+        }
         let verdict = Verdict::of(rollout, decision, Reason::Manual);
         Ok(self.carry_out(&mut generation, endpoint, &serving, &verdict))
     }
@@ -627,14 +645,18 @@ impl Control {
             .observe_decision(path, verdict.decision, verdict.reason);
         let (decision, reason) = (verdict.decision.name(), verdict.reason.name());
         let (stable, figures) = (&verdict.stable, &verdict.candidate);
+        let first = verdict
+            .since_first_request
+            .map(|d| format!(" ({d:.1?} after the candidate's first request)"))
+            .unwrap_or_default();
         if verdict.decision == Decision::Rollback && verdict.reason != Reason::Manual {
             tracing::warn!(
                 route = %path,
                 candidate,
                 decision,
                 reason,
-                "rollout ended, {decision} ({reason}) after {:.1?}: candidate {figures}; \
-                 stable {stable}",
+                "rollout ended, {decision} ({reason}) after {:.1?}{first}: candidate \
+                 {figures}; stable {stable}",
                 verdict.age,
             );
         } else {
@@ -643,8 +665,8 @@ impl Control {
                 candidate,
                 decision,
                 reason,
-                "rollout ended, {decision} ({reason}) after {:.1?}: candidate {figures}; \
-                 stable {stable}",
+                "rollout ended, {decision} ({reason}) after {:.1?}{first}: candidate \
+                 {figures}; stable {stable}",
                 verdict.age,
             );
         }
@@ -751,7 +773,8 @@ impl Control {
                     report.kept_admin_version.push(path)
                 }
                 Some(old)
-                    if old.stable.component.digest == serving.stable.component.digest
+                    if old.candidate.is_none()
+                        && old.stable.component.digest == serving.stable.component.digest
                         && current.endpoint(&new.path).map(|e| e.limits) == Some(new.limits) =>
                 {
                     report.unchanged.push(path)
@@ -778,6 +801,7 @@ impl Control {
                     self.count_decision(&old.path, &candidate.id, &verdict);
                 }
                 publish(metrics, &old.path, Some(&serving), None);
+                metrics.route_removed(&old.path);
             }
         }
         self.app.replace_routes(next);

@@ -113,10 +113,17 @@ async fn rescan(control: &Control, seen: &mut HashMap<SeenKey, String>) {
         if seen.get(&key) == Some(&digest) {
             continue;
         }
-        // Already serving (a reload may have loaded it first): nothing to do.
-        let serving = endpoint.component().digest == digest;
+        // Already serving (a reload may have loaded it first): nothing to
+        // do, unless a canary serves beside it: a build back to the stable
+        // version ends the rollout (the latest change wins).
+        let serving = endpoint.serving();
+        let back_to_stable = serving.stable.component.digest == digest;
+        let is_candidate = serving
+            .candidate
+            .as_ref()
+            .is_some_and(|(c, _)| c.component.digest == digest);
         seen.insert(key, digest);
-        if serving {
+        if is_candidate || (back_to_stable && serving.candidate.is_none()) {
             continue;
         }
         tracing::info!(
@@ -132,7 +139,7 @@ async fn rescan(control: &Control, seen: &mut HashMap<SeenKey, String>) {
             .swap(
                 &endpoint.path,
                 Source::Rebuilt { file, bytes },
-                endpoint.rollout.canary,
+                endpoint.rollout.canary.filter(|_| !back_to_stable),
             )
             .await;
     }

@@ -378,10 +378,107 @@ async fn a_restart_during_a_rollout_serves_the_stable_version() {
     })
     .await;
     assert!(rollout(&host).await.is_null(), "{}", host.log());
+    let stable_digest = sha256_hex(&stable_bytes);
     assert_eq!(
         served_route(&host, "/ep_one").await.0["digest"],
-        sha256_hex(&stable_bytes).as_str()
+        stable_digest.as_str()
     );
+    // Nor by a reload, nor by another restart.
+    let (status, reloaded) = admin(&host, "POST", "/reload", vec![], None).await;
+    assert_eq!(status, 200, "{reloaded}");
+    assert_eq!(
+        served_route(&host, "/ep_one").await.0["digest"],
+        stable_digest.as_str()
+    );
+    let host = host.restart(&args);
+    let (route, _) = served_route(&host, "/ep_one").await;
+    assert_eq!(route["digest"], stable_digest.as_str(), "{}", host.log());
+    assert!(host.log().contains("the host stopped during a rollout"));
+    // A new build starts a rollout again.
+    let new_build = variant(&component("ep_one"), &nonce("after-restart"));
+    eventually(Duration::from_secs(10), &watching, || async {
+        host.log().contains(&watching)
+    })
+    .await;
+    rename_into_place(&new_build, &one);
+    eventually(
+        Duration::from_secs(30),
+        "the new build as a canary",
+        || async { rollout(&host).await["candidate_digest"] == sha256_hex(&new_build).as_str() },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_back_to_the_stable_version_ends_the_rollout() {
+    let folder = tempfile::tempdir().unwrap();
+    let file = folder.path().join("ep_one.wasm");
+    let stable_bytes = std::fs::read(component("ep_one")).unwrap();
+    std::fs::write(&file, &stable_bytes).unwrap();
+    let host = Host::start(&config(&file, "canary = 30\nmin_requests = 1000000"), &[]);
+    let watching = format!(
+        "watching {}",
+        folder.path().canonicalize().unwrap().display()
+    );
+    eventually(Duration::from_secs(10), &watching, || async {
+        host.log().contains(&watching)
+    })
+    .await;
+    let rebuilt = std::fs::read(component("ep_two")).unwrap();
+    rename_into_place(&rebuilt, &file);
+    eventually(
+        Duration::from_secs(30),
+        "the rebuild as a canary",
+        || async { !rollout(&host).await.is_null() },
+    )
+    .await;
+    // The developer reverts: the file holds the stable version again.
+    rename_into_place(&stable_bytes, &file);
+    until_ended(
+        &host,
+        Duration::from_secs(30),
+        "the revert ended the rollout",
+    )
+    .await;
+    let (route, _) = served_route(&host, "/ep_one").await;
+    assert_eq!(route["digest"], sha256_hex(&stable_bytes).as_str());
+    assert_eq!(
+        decisions(&scrape(&host).await, "rollback", "superseded"),
+        1.0
+    );
+    let answers = get_many(host.url("/ep_one"), 30, 4).await;
+    assert!(answers.iter().all(|a| a.1 == "1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_rollout_record_is_ignored() {
+    let cache = tempfile::tempdir().unwrap();
+    let args = ["--cache-dir", cache.path().to_str().unwrap()];
+    let mut host = Host::start(&config(&component("ep_one"), ""), &args);
+    // Where the host keeps its rollouts: one file per config file.
+    let config = host.config_path().canonicalize().unwrap();
+    let key = sha256_hex(config.as_os_str().as_encoded_bytes());
+    let record = cache.path().join(format!("rollouts-{}.json", &key[..16]));
+    assert!(host.terminate(Duration::from_secs(30)).success());
+    for damaged in [
+        "{ not json".to_string(),
+        // Multi-byte characters where digests belong, a share out of range.
+        r#"{"/ep_one": {"stable": "aaaaaaaaaaa€€", "candidate": "é", "share": 10}}"#.into(),
+        r#"{"/ep_one": {"stable": "../../etc/passwd", "candidate": "x", "share": 250}}"#.into(),
+    ] {
+        std::fs::write(&record, &damaged).unwrap();
+        host = host.restart(&args);
+        let answers = get_many(host.url("/ep_one"), 10, 2).await;
+        assert!(
+            answers.iter().all(|a| a.1 == "1"),
+            "{damaged}: {}",
+            host.log()
+        );
+        assert!(
+            host.terminate(Duration::from_secs(30)).success(),
+            "{damaged}"
+        );
+    }
 }
 
 /// Puts `bytes` at `target` the way build tools do: write aside, rename over.
@@ -503,6 +600,9 @@ async fn canary_requests_are_checked() {
         .await;
         assert_eq!(status, 404);
     }
+    // Other admin requests take no query, and ignore one.
+    let (status, _) = admin(&host, "GET", "/routes?canary=bad", vec![], None).await;
+    assert_eq!(status, 200);
     // The JSON form takes the share too; nothing changed before it.
     let (status, answer) = admin(
         &host,
