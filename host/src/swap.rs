@@ -162,7 +162,9 @@ pub struct RouteInfo {
     /// `version` label of the per-version metrics).
     pub digest: String,
     pub version: String,
-    /// Whether the serving version came through the admin API.
+    /// Whether the stable version is not what the route's file holds (it
+    /// came through the admin API, or a restart held a candidate back): a
+    /// reload keeps it while the route's entry is unchanged.
     pub admin_version: bool,
     /// Seconds since the Unix epoch when the serving version was loaded.
     pub loaded_at: f64,
