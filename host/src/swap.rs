@@ -410,11 +410,6 @@ impl Control {
 
     pub fn served(&self) -> Served {
         let generation = *self.generation.borrow();
-        let file_of = |c: &LoadedComponent| {
-            c.file
-                .as_ref()
-                .map_or("upload".into(), |f| f.display().to_string())
-        };
         let routes = self
             .app
             .routes()
@@ -534,10 +529,7 @@ impl Control {
         metrics.observe_swap(path, true, elapsed);
         metrics.observe_change(kind, true);
         let from_cache = component.origin != crate::cache::Origin::Compiled;
-        let file = component
-            .file
-            .as_ref()
-            .map_or("upload".into(), |f| f.display().to_string());
+        let file = file_of(&component);
         if let Some((candidate, rollout)) = &current.candidate {
             rollout.end();
             self.count_decision(
@@ -651,26 +643,16 @@ impl Control {
             .since_first_request
             .map(|d| format!(" ({d:.1?} after the candidate's first request)"))
             .unwrap_or_default();
+        let message = format!(
+            "rollout ended, {decision} ({reason}) after {:.1?}{first}: candidate {figures}; \
+             stable {stable}",
+            verdict.age
+        );
+        // An automatic rollback is news an operator should see.
         if verdict.decision == Decision::Rollback && verdict.reason != Reason::Manual {
-            tracing::warn!(
-                route = %path,
-                candidate,
-                decision,
-                reason,
-                "rollout ended, {decision} ({reason}) after {:.1?}{first}: candidate \
-                 {figures}; stable {stable}",
-                verdict.age,
-            );
+            tracing::warn!(route = %path, candidate, decision, reason, "{message}");
         } else {
-            tracing::info!(
-                route = %path,
-                candidate,
-                decision,
-                reason,
-                "rollout ended, {decision} ({reason}) after {:.1?}{first}: candidate \
-                 {figures}; stable {stable}",
-                verdict.age,
-            );
+            tracing::info!(route = %path, candidate, decision, reason, "{message}");
         }
     }
 
@@ -848,6 +830,14 @@ fn publish(metrics: &Metrics, path: &str, before: Option<&Serving>, after: Optio
         (Some(before), None) => metrics.remove_component(path, &before),
         (None, None) => {}
     }
+}
+
+/// The file a version was read from, or `upload`, as shown and logged.
+fn file_of(component: &LoadedComponent) -> String {
+    component
+        .file
+        .as_ref()
+        .map_or("upload".into(), |f| f.display().to_string())
 }
 
 /// A policy in words, for the log.

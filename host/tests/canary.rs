@@ -81,6 +81,17 @@ fn stop(mut generator: Child) {
     let _ = generator.wait();
 }
 
+/// Waits until `host` watches `folder` (a change before that is not seen);
+/// returns the log line's text.
+async fn until_watching(host: &Host, folder: &Path) -> String {
+    let watching = format!("watching {}", folder.canonicalize().unwrap().display());
+    eventually(Duration::from_secs(10), &watching, || async {
+        host.log().contains(&watching)
+    })
+    .await;
+    watching
+}
+
 /// Waits until `/ep_one`'s rollout has ended.
 async fn until_ended(host: &Host, within: Duration, what: &str) {
     eventually(within, what, || async { rollout(host).await.is_null() }).await;
@@ -327,15 +338,8 @@ async fn a_restart_during_a_rollout_serves_the_stable_version() {
         two.display()
     );
     let args = ["--cache-dir", cache.path().to_str().unwrap()];
-    let watching = format!(
-        "watching {}",
-        folder.path().canonicalize().unwrap().display()
-    );
     let host = Host::start(&config, &args);
-    eventually(Duration::from_secs(10), &watching, || async {
-        host.log().contains(&watching)
-    })
-    .await;
+    until_watching(&host, folder.path()).await;
 
     let rebuilt = std::fs::read(component("ep_two")).unwrap();
     rename_into_place(&rebuilt, &one);
@@ -367,10 +371,7 @@ async fn a_restart_during_a_rollout_serves_the_stable_version() {
 
     // The held-back candidate is not taken for a new build: a change in
     // the folder (to `/ep_two`, rescanned after `/ep_one`) starts nothing.
-    eventually(Duration::from_secs(10), &watching, || async {
-        host.log().contains(&watching)
-    })
-    .await;
+    until_watching(&host, folder.path()).await;
     let (_, generation) = served_route(&host, "/ep_two").await;
     rename_into_place(&std::fs::read(component("ep_three")).unwrap(), &two);
     eventually(Duration::from_secs(30), "/ep_two swapped", || async {
@@ -396,10 +397,7 @@ async fn a_restart_during_a_rollout_serves_the_stable_version() {
     assert!(host.log().contains("the host stopped during a rollout"));
     // A new build starts a rollout again.
     let new_build = variant(&component("ep_one"), &nonce("after-restart"));
-    eventually(Duration::from_secs(10), &watching, || async {
-        host.log().contains(&watching)
-    })
-    .await;
+    until_watching(&host, folder.path()).await;
     rename_into_place(&new_build, &one);
     eventually(
         Duration::from_secs(30),
@@ -416,14 +414,7 @@ async fn a_build_back_to_the_stable_version_ends_the_rollout() {
     let stable_bytes = std::fs::read(component("ep_one")).unwrap();
     std::fs::write(&file, &stable_bytes).unwrap();
     let host = Host::start(&config(&file, "canary = 30\nmin_requests = 1000000"), &[]);
-    let watching = format!(
-        "watching {}",
-        folder.path().canonicalize().unwrap().display()
-    );
-    eventually(Duration::from_secs(10), &watching, || async {
-        host.log().contains(&watching)
-    })
-    .await;
+    until_watching(&host, folder.path()).await;
     let rebuilt = std::fs::read(component("ep_two")).unwrap();
     rename_into_place(&rebuilt, &file);
     eventually(
