@@ -613,3 +613,74 @@ async fn canary_requests_are_checked() {
         "one change applied"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_and_swaps_at_once_end_each_rollout_exactly_once() {
+    // Never judged: only the changes below end rollouts.
+    let hello = component("hello");
+    let host = Host::start(&config(&hello, "min_requests = 1000000"), &[]);
+    let generator = start_generator(
+        &host,
+        &["--paths", "/ep_one", "--workers", "4", "--duration", "60s"],
+    );
+    let (mut started, mut manual) = (0u64, 0u64);
+    for i in 0..10 {
+        let first = variant(&hello, &nonce(&format!("first{i}")));
+        upload_canary(&host, first, 30).await;
+        started += 1;
+        // A promote, a rollback and a new canary, all at once.
+        let next = variant(&hello, &nonce(&format!("next{i}")));
+        let (promote, rollback, swap) = tokio::join!(
+            admin(&host, "POST", "/routes/ep_one/promote", vec![], None),
+            admin(&host, "POST", "/routes/ep_one/rollback", vec![], None),
+            admin(
+                &host,
+                "PUT",
+                "/routes/ep_one/component?canary=30",
+                next,
+                None
+            ),
+        );
+        assert_eq!(swap.0, 200, "{}", swap.1);
+        started += 1;
+        for (status, answer) in [promote, rollback] {
+            match status {
+                200 => manual += 1,
+                409 => assert!(answer["error"].as_str().unwrap().contains("no rollout")),
+                other => panic!("{other}: {answer}"),
+            }
+        }
+        // Whatever the order, one rollout is left: the new canary's, or
+        // none if a decision came last.
+        let (status, _) = admin(&host, "POST", "/routes/ep_one/rollback", vec![], None).await;
+        if status == 200 {
+            manual += 1;
+        }
+    }
+    stop(generator);
+    let scrape = scrape(&host).await;
+    let counted: f64 = samples(
+        &scrape,
+        "webapp_rollout_decisions_total",
+        &[("path", "/ep_one")],
+    )
+    .map(|s| match s.value {
+        prometheus_parse::Value::Counter(v) => v,
+        ref other => panic!("{other:?}"),
+    })
+    .sum();
+    assert!(rollout(&host).await.is_null());
+    assert_eq!(counted, started as f64, "every rollout ended exactly once");
+    assert_eq!(
+        decisions(&scrape, "promote", "manual") + decisions(&scrape, "rollback", "manual"),
+        manual as f64
+    );
+    assert_eq!(
+        decisions(&scrape, "rollback", "superseded"),
+        (started - manual) as f64
+    );
+    // One generation per change: each canary started, each decision.
+    assert_eq!(served_route(&host, "/ep_one").await.1, started + manual);
+    let answers = get_many(host.url("/ep_one"), 20, 4).await;
+    assert!(answers.iter().all(|a| a.0 == StatusCode::OK));
+}
