@@ -283,10 +283,13 @@ async fn a_slow_candidate_is_rolled_back_for_latency() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healthy_candidate_is_promoted_after_its_healthy_period() {
+    // Latency is judged loosely here: with 20 answers a p99 is nearly the
+    // maximum, and this test, about the healthy period, runs beside others
+    // that load the same two cores.
     let host = Host::start(
         &config(
             &component("ep_one"),
-            "min_requests = 20\nhealthy_for = \"2s\"\np99_margin_percent = 100",
+            "min_requests = 20\nhealthy_for = \"2s\"\np99_margin_percent = 300",
         ),
         &[],
     );
