@@ -315,7 +315,10 @@ struct RequestRecord {
 /// The version a request ran on, and the rollout judging it, if any (with
 /// whom to wake when its verdict may be due).
 struct VersionRecord {
+    /// Counts the answer into its per-version series.
     version: Arc<Version>,
+    /// The rollout to record the answer for, the arm it ran on, and whom
+    /// to wake when a verdict may be due.
     judged: Option<(Arc<Rollout>, Arm, Arc<Notify>)>,
 }
 

@@ -50,6 +50,7 @@ impl RouteMeters {
 pub struct VersionMeters {
     /// 2xx, 3xx, 4xx, 5xx (a 1xx is never a final answer).
     by_class: [Counter; 4],
+    /// Duration until the response body is complete.
     duration: Histogram,
 }
 
@@ -73,8 +74,10 @@ pub const RETIRED_VERSIONS_KEPT_PER_ROUTE: usize = 3;
 
 /// A version whose series are kept a while after it stopped serving.
 struct Retired {
+    /// The route and version of the series.
     path: String,
     version: String,
+    /// When it stopped serving.
     since: Instant,
 }
 

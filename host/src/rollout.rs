@@ -59,6 +59,7 @@ const MIN_STABLE_SAMPLES: u64 = 20;
 
 /// One component version serving a route, with its per-version series.
 pub struct Version {
+    /// The compiled, linked component requests run on.
     pub component: Arc<LoadedComponent>,
     /// The digest's first 12 hex digits: the `version` label.
     pub id: String,
@@ -84,7 +85,10 @@ pub fn short_id(digest: &str) -> String {
 /// What serves one route: the stable version, and during a rollout the
 /// candidate version with the rollout splitting and judging.
 pub struct Serving {
+    /// Serves every request without a rollout, the rest during one.
     pub stable: Arc<Version>,
+    /// During a rollout: the new version, and the rollout splitting the
+    /// requests and judging it.
     pub candidate: Option<(Arc<Version>, Arc<Rollout>)>,
 }
 
@@ -129,8 +133,11 @@ impl Serving {
 pub struct Rollout {
     /// Percent of requests the candidate serves, 1-99.
     pub share: u8,
+    /// How it is judged (the route's, when it started).
     pub policy: Policy,
+    /// When it started: its age, and the healthy period's start.
     pub started: Instant,
+    /// The same moment on the wall clock, for `GET /routes`.
     pub started_at: SystemTime,
     /// Requests split so far: the split's position.
     next: AtomicU64,
@@ -138,6 +145,7 @@ pub struct Rollout {
     ended: AtomicBool,
     /// When the candidate got its first request.
     first_request: std::sync::OnceLock<Instant>,
+    /// What each version answered since the start.
     stable_answers: Answers,
     candidate_answers: Answers,
 }
@@ -245,7 +253,9 @@ impl std::fmt::Display for Figures {
 
 /// Answers of one version: counts, and latencies for the p99.
 struct Answers {
+    /// Answers recorded.
     requests: AtomicU64,
+    /// Of which 5xx.
     errors: AtomicU64,
     /// Microseconds, 1 µs to 1 hour at 2 significant digits (a few KiB).
     latency: Mutex<Histogram<u64>>,
@@ -292,7 +302,9 @@ impl Answers {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Verdict {
     pub decision: Decision,
+    /// What made it (the `reason` label).
     pub reason: Reason,
+    /// Both versions' figures when it was made.
     pub stable: Figures,
     pub candidate: Figures,
     /// How long the rollout had run.

@@ -121,6 +121,7 @@ pub struct Decided {
     pub digest: String,
     /// The candidate's digest.
     pub candidate_digest: String,
+    /// What each version answered during the rollout.
     pub stable: Figures,
     pub candidate: Figures,
     /// The generation this change made.
