@@ -85,16 +85,21 @@ fn stop(mut generator: Child) {
 /// returns the log line's text.
 async fn until_watching(host: &Host, folder: &Path) -> String {
     let watching = format!("watching {}", folder.canonicalize().unwrap().display());
-    eventually(Duration::from_secs(10), &watching, || async {
-        host.log().contains(&watching)
-    })
+    eventually(
+        Duration::from_secs(10),
+        WithLog(&watching, host),
+        || async { host.log().contains(&watching) },
+    )
     .await;
     watching
 }
 
 /// Waits until `/ep_one`'s rollout has ended.
 async fn until_ended(host: &Host, within: Duration, what: &str) {
-    eventually(within, what, || async { rollout(host).await.is_null() }).await;
+    eventually(within, WithLog(what, host), || async {
+        rollout(host).await.is_null()
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

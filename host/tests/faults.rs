@@ -138,20 +138,17 @@ async fn a_guest_that_fails_twice_is_counted_once_with_its_first_failure() {
     }
     // The second failures happen after the answers (the spinning guests at
     // their deadline): wait until the host has logged all ten.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while host
-        .log()
-        .matches("failed again after failing (error_code)")
-        .count()
-        < 10
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the second failures were not all logged:\n{}",
+    eventually(
+        Duration::from_secs(20),
+        WithLog("the second failures all logged", &host),
+        || async {
             host.log()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+                .matches("failed again after failing (error_code)")
+                .count()
+                >= 10
+        },
+    )
+    .await;
     let scrape = scrape(&host).await;
     for path in ["/fault/error-code-then-trap", "/fault/error-code-then-spin"] {
         let counted: f64 = samples(

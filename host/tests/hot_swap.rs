@@ -195,24 +195,13 @@ async fn bad_versions_are_rejected_and_the_old_one_serves_on() {
     for (i, path) in bad.iter().enumerate() {
         rename_into_place(path, &file);
         let rejected = 3.0 + i as f64 + 1.0;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
+        let what = format!("{path:?}: {rejected} rejections counted");
+        eventually(Duration::from_secs(10), WithLog(&what, &host), || async {
             let scrape = scrape(&host).await;
-            let count = value(
-                &scrape,
-                "webapp_component_swaps_total",
-                &[("path", "/swap"), ("result", "rejected")],
-            );
-            if count == rejected {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{path:?}: {count} rejections counted, not {rejected}\n{}",
-                host.log()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            let labels = [("path", "/swap"), ("result", "rejected")];
+            value(&scrape, "webapp_component_swaps_total", &labels) == rejected
+        })
+        .await;
         assert_eq!(digest_of(&host, "/swap").await, serving);
         assert_eq!(
             get(&client(), &host.url("/swap")).await,

@@ -500,8 +500,9 @@ pub async fn served_route(host: &Host, route: &str) -> (serde_json::Value, u64) 
     (found, served["generation"].as_u64().expect("a generation"))
 }
 
-/// Polls `check` until it holds, failing with `what` after `within`.
-pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+/// Polls `check` until it holds, failing with `what` after `within`
+/// (shown only then: [`WithLog`] adds the host's log at that moment).
+pub async fn eventually<F, Fut>(within: Duration, what: impl std::fmt::Display, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -513,6 +514,15 @@ where
             "not within {within:?}: {what}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A description that, when shown, is followed by `host`'s log so far.
+pub struct WithLog<'a>(pub &'a str, pub &'a Host);
+
+impl std::fmt::Display for WithLog<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}; the host's log:\n{}", self.0, self.1.log())
     }
 }
 
