@@ -184,16 +184,27 @@ impl CompileCache {
             return Some((component, Origin::MemoryCache));
         }
         let is_digest = digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit());
-        let component = read_entry(
-            engine,
-            &self.entry_path(digest).filter(|_| is_digest)?,
-            digest,
-        )?;
+        if !is_digest {
+            return None;
+        }
+        let component = self.read_disk(engine, digest)?;
         self.memory
             .lock()
             .expect("cache lock")
             .insert(digest, component.clone());
         Some((component, Origin::DiskCache))
+    }
+
+    /// The disk entry of `digest`, checked, and marked as recently used
+    /// (for eviction); `None` without a cache folder or a valid entry.
+    fn read_disk(&self, engine: &Engine, digest: &str) -> Option<Component> {
+        let entry = self.entry_path(digest)?;
+        let component = read_entry(engine, &entry, digest)?;
+        let _ = std::fs::File::options()
+            .write(true)
+            .open(&entry)
+            .and_then(|f| f.set_modified(SystemTime::now()));
+        Some(component)
     }
 
     fn entry_path(&self, digest: &str) -> Option<PathBuf> {
@@ -207,17 +218,10 @@ impl CompileCache {
         bytes: &[u8],
         digest: &str,
     ) -> Result<(Component, Origin)> {
-        let entry = self.entry_path(digest);
-        if let Some(entry) = &entry
-            && let Some(component) = read_entry(engine, entry, digest)
-        {
-            // Marks the entry as recently used, for eviction.
-            let _ = std::fs::File::options()
-                .write(true)
-                .open(entry)
-                .and_then(|f| f.set_modified(SystemTime::now()));
+        if let Some(component) = self.read_disk(engine, digest) {
             return Ok((component, Origin::DiskCache));
         }
+        let entry = self.entry_path(digest);
         let component = Component::new(engine, bytes)?;
         if let Some(entry) = &entry {
             let written = component

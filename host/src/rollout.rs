@@ -25,7 +25,7 @@ use hyper::StatusCode;
 use serde::Serialize;
 
 use crate::engine::LoadedComponent;
-use crate::metrics::VersionMeters;
+use crate::metrics::{Metrics, VersionMeters};
 
 /// How a route's canaries are judged (`[route.rollout]` in the config).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -68,12 +68,14 @@ pub struct Version {
 }
 
 impl Version {
-    pub fn new(component: Arc<LoadedComponent>, meters: Option<Arc<VersionMeters>>) -> Self {
-        Self {
-            id: short_id(&component.digest),
+    /// `component` starting to serve `path`, with its series from `metrics`.
+    pub fn serving(path: &str, component: Arc<LoadedComponent>, metrics: &Metrics) -> Arc<Self> {
+        let id = short_id(&component.digest);
+        Arc::new(Self {
+            meters: metrics.version_meters(path, &id),
+            id,
             component,
-            meters,
-        }
+        })
     }
 }
 

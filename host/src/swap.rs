@@ -358,7 +358,7 @@ impl Control {
                     Ok(mut loaded) => {
                         loaded.via_admin = true;
                         loaded.file = was.stable_file.clone();
-                        let version = self.new_version(path, Arc::new(loaded));
+                        let version = Version::serving(path, Arc::new(loaded), self.app.metrics());
                         self.serve(endpoint, Serving::stable(version));
                         held_back.insert(path.clone(), was.clone());
                         tracing::warn!(
@@ -400,15 +400,6 @@ impl Control {
             .unwrap_or_else(|| endpoint.component().digest.clone())
     }
 
-    /// A version starting to serve `path`, with its series.
-    fn new_version(&self, path: &str, component: Arc<LoadedComponent>) -> Arc<Version> {
-        let meters = self
-            .app
-            .metrics()
-            .version_meters(path, &crate::rollout::short_id(&component.digest));
-        Arc::new(Version::new(component, meters))
-    }
-
     pub fn served(&self) -> Served {
         let generation = *self.generation.borrow();
         let routes = self
@@ -428,11 +419,7 @@ impl Control {
                         candidate_file: file_of(&candidate.component),
                         share: rollout.share,
                         phase: rollout.phase(),
-                        started_at: rollout
-                            .started_at
-                            .duration_since(SystemTime::UNIX_EPOCH)
-                            .unwrap_or_default()
-                            .as_secs_f64(),
+                        started_at: unix_seconds(rollout.started_at),
                         age_seconds: rollout.started.elapsed().as_secs_f64(),
                         stable,
                         candidate: candidate_figures,
@@ -449,11 +436,7 @@ impl Control {
                     digest: c.digest.clone(),
                     version: serving.stable.id.clone(),
                     admin_version: c.via_admin,
-                    loaded_at: c
-                        .loaded_at
-                        .duration_since(SystemTime::UNIX_EPOCH)
-                        .unwrap_or_default()
-                        .as_secs_f64(),
+                    loaded_at: unix_seconds(c.loaded_at),
                     origin: c.origin.name(),
                     timeout_seconds: e.limits.timeout.as_secs_f64(),
                     max_memory_bytes: e.limits.max_memory_bytes,
@@ -531,15 +514,8 @@ impl Control {
         metrics.observe_change(kind, true);
         let from_cache = component.origin != crate::cache::Origin::Compiled;
         let file = file_of(&component);
-        if let Some((candidate, rollout)) = &current.candidate {
-            rollout.end();
-            self.count_decision(
-                path,
-                &candidate.id,
-                &Verdict::of(rollout, Decision::Rollback, Reason::Superseded),
-            );
-        }
-        let version = self.new_version(path, Arc::new(component));
+        self.supersede(path, &current);
+        let version = Version::serving(path, Arc::new(component), metrics);
         let digest = version.component.digest.clone();
         let next = match canary {
             None => Serving::stable(version),
@@ -630,6 +606,16 @@ impl Control {
             stable: verdict.stable,
             candidate: verdict.candidate,
             generation,
+        }
+    }
+
+    /// Ends the rollout `serving` holds, if any, because a change replaces
+    /// it: a rollback, `superseded`, counted and logged.
+    fn supersede(&self, path: &str, serving: &Serving) {
+        if let Some((candidate, rollout)) = &serving.candidate {
+            rollout.end();
+            let verdict = Verdict::of(rollout, Decision::Rollback, Reason::Superseded);
+            self.count_decision(path, &candidate.id, &verdict);
         }
     }
 
@@ -745,7 +731,8 @@ impl Control {
         for new in next.endpoints() {
             let serving = new.serving();
             let path = new.path.to_string();
-            let old = current.endpoint(&new.path).map(|e| e.serving());
+            let old_endpoint = current.endpoint(&new.path);
+            let old = old_endpoint.map(|e| e.serving());
             match &old {
                 None => {
                     metrics.route_added(&new.path);
@@ -760,7 +747,7 @@ impl Control {
                 Some(old)
                     if old.candidate.is_none()
                         && old.stable.component.digest == serving.stable.component.digest
-                        && current.endpoint(&new.path).map(|e| e.limits) == Some(new.limits) =>
+                        && old_endpoint.map(|e| e.limits) == Some(new.limits) =>
                 {
                     report.unchanged.push(path)
                 }
@@ -768,11 +755,8 @@ impl Control {
             }
             if let Some(old) = &old
                 && !Arc::ptr_eq(old, &serving)
-                && let Some((candidate, rollout)) = &old.candidate
             {
-                rollout.end();
-                let verdict = Verdict::of(rollout, Decision::Rollback, Reason::Superseded);
-                self.count_decision(&new.path, &candidate.id, &verdict);
+                self.supersede(&new.path, old);
             }
             publish(metrics, &new.path, old.as_deref(), Some(&serving));
         }
@@ -780,11 +764,7 @@ impl Control {
             if next.endpoint(&old.path).is_none() {
                 report.removed.push(old.path.to_string());
                 let serving = old.serving();
-                if let Some((candidate, rollout)) = &serving.candidate {
-                    rollout.end();
-                    let verdict = Verdict::of(rollout, Decision::Rollback, Reason::Superseded);
-                    self.count_decision(&old.path, &candidate.id, &verdict);
-                }
+                self.supersede(&old.path, &serving);
                 publish(metrics, &old.path, Some(&serving), None);
                 metrics.route_removed(&old.path);
             }
@@ -833,6 +813,13 @@ fn publish(metrics: &Metrics, path: &str, before: Option<&Serving>, after: Optio
     }
 }
 
+/// Seconds since the Unix epoch, as `GET /routes` shows times.
+fn unix_seconds(time: SystemTime) -> f64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+}
+
 /// The file a version was read from, or `upload`, as shown and logged.
 fn file_of(component: &LoadedComponent) -> String {
     component
@@ -867,12 +854,10 @@ pub fn load_routes(
     let mut loaded = Vec::with_capacity(routes.len());
     for route in routes {
         let before = previous.and_then(|p| p.endpoint(&route.path));
-        let kept = before.map(|e| e.serving()).filter(|serving| {
-            let before = before.expect("kept only from a previous endpoint");
-            before.source == route.component
-                && before.limits == route.limits
-                && (serving.stable.component.via_admin || serving.candidate.is_some())
-        });
+        let kept = before
+            .filter(|e| e.source == route.component && e.limits == route.limits)
+            .map(|e| e.serving())
+            .filter(|serving| serving.stable.component.via_admin || serving.candidate.is_some());
         loaded.push(match kept {
             Some(serving) => Ok(serving),
             None => Err(load_route(route, engine, before.map(|e| e.component()))?),
@@ -884,9 +869,11 @@ pub fn load_routes(
         .zip(loaded)
         .map(|(route, loaded)| {
             let serving = loaded.unwrap_or_else(|component| {
-                let id = crate::rollout::short_id(&component.digest);
-                let meters = metrics.version_meters(&route.path, &id);
-                Arc::new(Serving::stable(Arc::new(Version::new(component, meters))))
+                Arc::new(Serving::stable(Version::serving(
+                    &route.path,
+                    component,
+                    metrics,
+                )))
             });
             Arc::new(Endpoint::new(
                 route.path.as_str(),
