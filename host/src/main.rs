@@ -120,8 +120,10 @@ fn run(args: &cli::Args) -> Result<()> {
         let listener = server::listen(config.listen)
             .map_err(|e| format_err!("cannot listen on {}: {e}", config.listen))?;
         let addr = listener.local_addr()?;
+        let stop =
+            server::stop_signal().map_err(|e| format_err!("cannot handle stop signals: {e}"))?;
         println!("webapp listening on http://{addr} (metrics at http://{addr}/metrics)");
-        server::serve(listener, app, server::stop_signal(), &config).await;
+        server::serve(listener, app, stop, &config).await;
         Ok(())
     })
 }

@@ -142,14 +142,20 @@ async fn refuse(mut stream: TcpStream) {
     .await;
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM (what Kubernetes sends).
-pub async fn stop_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing the SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-    }
+/// Handles SIGINT (Ctrl-C) and SIGTERM (what Kubernetes sends) from now
+/// on, and resolves on the first. Called before the host says it listens:
+/// a handler installed only when the future is first polled would leave a
+/// moment in which a signal kills the process instead of stopping it.
+pub fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => tracing::info!("SIGINT received"),
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+        }
+    })
 }
 
 #[cfg(test)]

@@ -62,3 +62,14 @@ async fn the_drain_delay_reports_not_ready_while_still_serving() {
     assert!(status.success(), "exit status {status}");
     assert!(tokio::net::TcpStream::connect(host.addr).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigterm_as_soon_as_the_host_listens_is_a_graceful_stop() {
+    // The stop signals are handled from before the host says it listens:
+    // a supervisor that stops it at once still gets a clean exit.
+    for _ in 0..20 {
+        let mut host = Host::demo();
+        let status = host.terminate(Duration::from_secs(30));
+        assert!(status.success(), "{status}: {}", host.log());
+    }
+}
