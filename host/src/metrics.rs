@@ -651,4 +651,77 @@ mod tests {
         );
         assert!(text.contains("le=\"0.25\"} 0") && text.contains("le=\"0.5\"} 1"));
     }
+
+    /// Whether `/metrics` has any series of `path`'s `version`.
+    fn has_version(text: &str, path: &str, version: &str) -> bool {
+        text.lines().any(|l| {
+            l.contains(&format!("path=\"{path}\"")) && l.contains(&format!("version=\"{version}\""))
+        })
+    }
+
+    #[test]
+    fn retired_versions_keep_their_series_a_while_and_only_a_few_per_route() {
+        let m = Metrics::new("webapp", true).unwrap();
+        let serve = |path: &str, version: &str| {
+            m.version_meters(path, version)
+                .unwrap()
+                .observe(StatusCode::OK, Duration::from_millis(1));
+            m.set_version_share(path, version, 100);
+        };
+        for v in ["v0", "v1", "v2", "v3", "v4", "v5"] {
+            serve("/a", v);
+        }
+        serve("/b", "b0");
+        m.retire_version("/b", "b0");
+        for v in ["v0", "v1", "v2", "v3", "v4"] {
+            m.retire_version("/a", v);
+        }
+        let text = m.render();
+        // Serving, and the 3 latest retired (share 0); the older ones gone.
+        for v in ["v5", "v4", "v3", "v2"] {
+            assert!(has_version(&text, "/a", v), "{v}:\n{text}");
+        }
+        assert!(text.contains("webapp_version_share_percent{path=\"/a\",version=\"v4\"} 0"));
+        for v in ["v0", "v1"] {
+            assert!(!has_version(&text, "/a", v), "{v}:\n{text}");
+        }
+        assert!(
+            has_version(&text, "/b", "b0"),
+            "each route has its own bound"
+        );
+        // A version serving again is taken back from retirement.
+        serve("/a", "v2");
+        for v in ["v6", "v7", "v8"] {
+            serve("/a", v);
+            m.retire_version("/a", v);
+        }
+        assert!(has_version(&m.render(), "/a", "v2"));
+        // After a while, every retired series goes, at the next scrape.
+        let long_ago = Instant::now()
+            .checked_sub(RETIRED_VERSIONS_KEPT_FOR + Duration::from_secs(1))
+            .expect("a monotonic clock older than the retention");
+        for retired in m.retired.lock().unwrap().iter_mut() {
+            retired.since = long_ago;
+        }
+        let text = m.render();
+        for v in ["v3", "v4", "v6", "v7", "v8"] {
+            assert!(!has_version(&text, "/a", v), "{v}:\n{text}");
+        }
+        assert!(!has_version(&text, "/b", "b0"));
+        assert!(has_version(&text, "/a", "v5") && has_version(&text, "/a", "v2"));
+    }
+
+    #[test]
+    fn a_route_has_its_change_series_from_its_start_to_its_removal() {
+        let m = Metrics::new("webapp", true).unwrap();
+        m.route_added("/a");
+        let text = m.render();
+        assert!(text.contains("webapp_component_swaps_total{path=\"/a\",result=\"ok\"} 0"));
+        assert!(text.contains(
+            "webapp_rollout_decisions_total{decision=\"rollback\",path=\"/a\",reason=\"errors\"} 0"
+        ));
+        m.route_removed("/a");
+        let text = m.render();
+        assert!(!text.contains("path=\"/a\""), "{text}");
+    }
 }
