@@ -6,14 +6,17 @@
 //! 404), and counted once its response body is complete, so a guest that
 //! streams slowly is timed for all of it.
 //!
-//! Routes can change while serving (`swap.rs` loads and changes them): the
+//! Routes can change while serving (`control/` loads and changes them): the
 //! whole [`RouteSet`] is replaced on a reload, one endpoint's [`Serving`]
 //! (its stable version, and a canary's) on a swap or rollout decision. A
 //! request takes one `Arc` of each and picks its version when it starts, so
 //! it finishes on the version it started with while new requests get the
 //! new one. A request on a route with a rollout under way is recorded for
 //! judging (`rollout.rs`); when a verdict may be due, the rollout
-//! supervisor (`swap.rs`) is woken.
+//! supervisor (`control/supervise.rs`) is woken. A request is judged, and
+//! counted in its version's series, by how it really ended: a guest that
+//! fails after sending its head (a trap, a deadline, an abort mid-body)
+//! counts with the failure's status (500, 504), not the head's.
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -32,7 +35,6 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::body::LimitedBody;
 use crate::config::{Config, GuestLimits, RolloutConfig};
-use crate::engine::LoadedComponent;
 use crate::guest::{self, GuestFailure};
 use crate::labels::{UNMATCHED_PATH, method_label};
 use crate::metrics::{self, Metrics, RouteMeters};
@@ -72,7 +74,7 @@ pub struct Endpoint {
     pub source: PathBuf,
     /// Whether a rebuilt file starts as a canary, and how canaries are judged.
     pub rollout: RolloutConfig,
-    /// The versions serving now (changed by `swap.rs` only).
+    /// The versions serving now (changed by `control/` only).
     serving: ArcSwap<Serving>,
     /// The route's guest-usage series, resolved on its first request
     /// (`None` with per-request metrics off).
@@ -97,12 +99,6 @@ impl Endpoint {
         }
     }
 
-    /// The stable version's component (the one serving every request
-    /// when no rollout is under way).
-    pub fn component(&self) -> Arc<LoadedComponent> {
-        self.serving.load().stable.component.clone()
-    }
-
     /// The versions serving new requests now.
     pub fn serving(&self) -> Arc<Serving> {
         self.serving.load_full()
@@ -115,7 +111,7 @@ impl Endpoint {
 }
 
 impl RouteSet {
-    /// The routes `endpoints`, matched in their order (see `swap::load_routes`).
+    /// The routes `endpoints`, matched in their order (see `control::Control::start`).
     pub fn new(endpoints: Vec<Arc<Endpoint>>) -> Self {
         Self {
             table: RouteTable::new(endpoints.iter().map(|e| e.path.as_ref())),
@@ -217,12 +213,18 @@ impl App {
         let body_exceeded = Arc::new(AtomicBool::new(false));
         let request =
             request.map(|body| LimitedBody::new(body, self.max_body_bytes, body_exceeded.clone()));
-        let report =
-            self.failure_report(endpoint.path.clone(), record.method, body_exceeded.clone());
+        let failed = Arc::new(OnceLock::new());
+        let report = self.failure_report(
+            endpoint.path.clone(),
+            record.method,
+            body_exceeded.clone(),
+            failed.clone(),
+        );
         let serving = endpoint.serving();
         let (version, judged) = serving.pick();
         let record = record.on_version(VersionRecord {
             version: version.clone(),
+            failed,
             judged: judged.map(|(rollout, arm)| (rollout.clone(), arm, self.verdict_due.clone())),
         });
         let usage = endpoint
@@ -260,11 +262,14 @@ impl App {
     /// Counts and logs one request's guest failure: the first only, since
     /// a guest can fail twice (answer with an error code, then trap or
     /// overstay its deadline); a second failure is logged, not counted.
+    /// The first failure's status goes to `failed`, for the request's
+    /// version series and rollout.
     fn failure_report(
         &self,
         path: Arc<str>,
         method: &'static str,
         body_exceeded: Arc<AtomicBool>,
+        failed: Arc<OnceLock<StatusCode>>,
     ) -> guest::Report {
         let metrics = self.metrics.clone();
         let first = std::sync::Mutex::new(None::<&'static str>);
@@ -283,6 +288,7 @@ impl App {
             }
             *first = Some(failure.kind());
             drop(first);
+            let _ = failed.set(failure.status());
             tracing::warn!(route = %path, kind = failure.kind(), "component failed: {failure}");
             tracing::debug!(route = %path, "component failure in full: {failure:?}");
             metrics.observe_guest_failure(method, &path, failure.kind(), failure.status());
@@ -317,6 +323,9 @@ struct RequestRecord {
 struct VersionRecord {
     /// Counts the answer into its per-version series.
     version: Arc<Version>,
+    /// The status of the guest's failure, if it failed (even after its
+    /// head was sent): what the answer counts as.
+    failed: Arc<OnceLock<StatusCode>>,
     /// The rollout to record the answer for, the arm it ran on, and whom
     /// to wake when a verdict may be due.
     judged: Option<(Arc<Rollout>, Arm, Arc<Notify>)>,
@@ -364,12 +373,20 @@ impl Drop for RequestRecord {
             let elapsed = self.started.elapsed();
             self.metrics
                 .observe_request(self.method, path, *status, elapsed);
-            if let Some(VersionRecord { version, judged }) = &self.version {
+            if let Some(VersionRecord {
+                version,
+                failed,
+                judged,
+            }) = &self.version
+            {
+                // A response whose head said 200 but whose guest then
+                // failed is a failure: judged and counted as one.
+                let ended = failed.get().copied().unwrap_or(*status);
                 if let Some(meters) = &version.meters {
-                    meters.observe(*status, elapsed);
+                    meters.observe(ended, elapsed);
                 }
                 if let Some((rollout, arm, verdict_due)) = judged
-                    && rollout.record(*arm, *status, elapsed)
+                    && rollout.record(*arm, ended, elapsed)
                 {
                     verdict_due.notify_one();
                 }

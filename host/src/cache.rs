@@ -176,25 +176,6 @@ impl CompileCache {
         loaded
     }
 
-    /// The compiled form of the component `digest` if memory or the disk
-    /// holds it: for a version whose source is gone (the stable version
-    /// of a rollout a restart interrupted).
-    pub fn get_compiled(&self, engine: &Engine, digest: &str) -> Option<(Component, Origin)> {
-        if let Some(component) = self.memory.lock().expect("cache lock").get(digest) {
-            return Some((component, Origin::MemoryCache));
-        }
-        let is_digest = digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit());
-        if !is_digest {
-            return None;
-        }
-        let component = self.read_disk(engine, digest)?;
-        self.memory
-            .lock()
-            .expect("cache lock")
-            .insert(digest, component.clone());
-        Some((component, Origin::DiskCache))
-    }
-
     /// The disk entry of `digest`, checked, and marked as recently used
     /// (for eviction); `None` without a cache folder or a valid entry.
     fn read_disk(&self, engine: &Engine, digest: &str) -> Option<Component> {

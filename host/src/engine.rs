@@ -8,7 +8,7 @@
 //! component, or whose imports cannot be satisfied, is rejected at load time
 //! rather than on its first request.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, SystemTime};
 
@@ -19,7 +19,6 @@ use wasmtime::{
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::cache::{self, CompileCache, Origin};
-use crate::component_file;
 use crate::config::PoolConfig;
 use crate::state::RequestState;
 
@@ -62,8 +61,10 @@ pub struct LoadedComponent {
     pub digest: String,
     /// The file it was read from; `None` for bytes uploaded through the admin API.
     pub file: Option<PathBuf>,
-    /// Whether it was swapped in through the admin API (a reload keeps it).
-    pub via_admin: bool,
+    /// The component's own bytes (a few hundred KiB at most for release
+    /// builds): kept so a version recorded to serve instead of a held-back
+    /// one can be written down (`control/store.rs`).
+    pub bytes: std::sync::Arc<[u8]>,
     pub loaded_at: SystemTime,
     /// Whether it was compiled now or found compiled.
     pub origin: Origin,
@@ -143,32 +144,11 @@ impl WasmEngine {
         self.fuel
     }
 
-    /// Compiles (or finds compiled) and links the component at `path`.
-    /// Blocking and CPU-heavy when compiling (tens to hundreds of
-    /// milliseconds): call it off the async threads.
-    pub fn load(&self, path: &Path) -> Result<LoadedComponent> {
-        let bytes = component_file::read(path, component_file::MAX_COMPONENT_BYTES)
-            .map_err(wasmtime::Error::msg)?;
-        let mut loaded = self.load_bytes(&bytes)?;
-        loaded.file = Some(path.to_path_buf());
-        Ok(loaded)
-    }
-
     /// Like [`WasmEngine::load`], from bytes.
     pub fn load_bytes(&self, bytes: &[u8]) -> Result<LoadedComponent> {
         let digest = cache::digest(bytes);
         let (component, origin) = self.cache.get_or_compile(&self.engine, bytes, &digest)?;
-        self.link(&component, digest, origin)
-    }
-
-    /// The component `digest` from the compile cache, without its source:
-    /// what a restart during a rollout serves as the stable version.
-    pub fn load_compiled(&self, digest: &str) -> Result<LoadedComponent> {
-        let (component, origin) = self
-            .cache
-            .get_compiled(&self.engine, digest)
-            .ok_or_else(|| wasmtime::format_err!("the compile cache does not hold it"))?;
-        self.link(&component, digest.to_owned(), origin)
+        self.link(&component, digest, origin, bytes.into())
     }
 
     fn link(
@@ -176,13 +156,14 @@ impl WasmEngine {
         component: &wasmtime::component::Component,
         digest: String,
         origin: Origin,
+        bytes: std::sync::Arc<[u8]>,
     ) -> Result<LoadedComponent> {
         let pre = ProxyPre::new(self.linker.instantiate_pre(component)?)?;
         Ok(LoadedComponent {
             pre,
             digest,
             file: None,
-            via_admin: false,
+            bytes,
             loaded_at: SystemTime::now(),
             origin,
         })

@@ -5,12 +5,13 @@
 //! serves a route, read with bounds), `engine` + `cache` (wasmtime
 //! engine, linker, component loading, compiled-code cache), `state`
 //! (per-request store data and limits), `guest` (one request through one
-//! component), `rollout` + `rollout_file` (canary versions: split, judged, kept for a restart), `body` (request and response body guards), `routes` +
+//! component), `rollout` + `judge` (canary versions: the split; the verdict), `body` (request and response body guards), `routes` +
 //! `labels` (pure rules), `usage` (what a guest costs), `metrics` +
 //! `process` (what /metrics shows), `app`
 //! (the routes served and one request end to end), `server` (connections and
-//! graceful stop), `swap` + `watch` + `admin` (changing what is served while
-//! serving).
+//! graceful stop), `control` (the one owner of what serves: the rule,
+//! the rollout supervisor, what outlives a restart) with its inputs `watch`
+//! and `admin`.
 
 mod admin;
 mod app;
@@ -19,17 +20,16 @@ mod cache;
 mod cli;
 mod component_file;
 mod config;
+mod control;
 mod engine;
 mod guest;
 mod labels;
 mod metrics;
 mod process;
 mod rollout;
-mod rollout_file;
 mod routes;
 mod server;
 mod state;
-mod swap;
 mod usage;
 mod watch;
 
@@ -78,21 +78,14 @@ fn run(args: &cli::Args) -> Result<()> {
         &config.metrics_prefix,
         config.request_metrics,
     )?);
-    let routes = swap::load_routes(&config.routes, &engine, &metrics, None)?;
-    let app = Arc::new(app::App::new(
-        &config,
-        routes,
-        metrics,
-        engine.meters_fuel(),
-    ));
-    let control = Arc::new(swap::Control::new(
-        app.clone(),
-        engine,
+    let control = Arc::new(control::Control::start(
         config.clone(),
         args.config.clone(),
         args.settings.clone(),
-    ));
-    control.restore_stable_versions();
+        engine,
+        metrics,
+    )?);
+    let app = control.app().clone();
 
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {

@@ -129,6 +129,8 @@ pub struct Metrics {
     swap_duration: HistogramVec,
     generation: IntGauge,
     changes: CounterVec,
+    /// Per route: versions held back there (rolled back; `control/`).
+    held_back: IntGaugeVec,
     /// Per route: CPU time in guests, peak memory per instance, instances
     /// alive, time inside the guest (see `usage.rs` for what each includes).
     guest_cpu: CounterVec,
@@ -226,6 +228,15 @@ impl Metrics {
             name("routes_generation"),
             "Changes made to what is served since start (swaps and reloads applied).",
         ))?;
+        let held_back = IntGaugeVec::new(
+            Opts::new(
+                name("held_back_versions"),
+                "Versions held back on a route: rolled back there (or interrupted by a \
+                 restart), never served again from its file until its entry changes or an \
+                 operator names one.",
+            ),
+            &["path"],
+        )?;
         let changes = CounterVec::new(
             Opts::new(
                 name("route_changes_total"),
@@ -322,6 +333,7 @@ impl Metrics {
         registry.register(Box::new(guest_time.clone()))?;
         registry.register(Box::new(generation.clone()))?;
         registry.register(Box::new(changes.clone()))?;
+        registry.register(Box::new(held_back.clone()))?;
         registry.register(Box::new(version_requests.clone()))?;
         registry.register(Box::new(version_duration.clone()))?;
         registry.register(Box::new(version_share.clone()))?;
@@ -345,6 +357,7 @@ impl Metrics {
             swap_duration,
             generation,
             changes,
+            held_back,
             guest_cpu,
             guest_memory,
             guest_instances,
@@ -541,6 +554,17 @@ impl Metrics {
             let _ = self.version_share.remove_label_values(&labels);
         }
         *retired = kept;
+    }
+
+    /// Publishes how many versions are held back on `path` (`None`: the
+    /// route is gone).
+    pub fn set_held_back(&self, path: &str, count: Option<usize>) {
+        match count {
+            Some(n) => self.held_back.with_label_values(&[path]).set(n as i64),
+            None => {
+                let _ = self.held_back.remove_label_values(&[path]);
+            }
+        }
     }
 
     /// Publishes the generation of what is served.

@@ -454,18 +454,26 @@ async fn a_damaged_rollout_record_is_ignored() {
     let cache = tempfile::tempdir().unwrap();
     let args = ["--cache-dir", cache.path().to_str().unwrap()];
     let mut host = Host::start(&config(&component("ep_one"), ""), &args);
-    // Where the host keeps its rollouts: one file per config file.
+    // Where the hosts of a config file keep their state: the held-back
+    // versions (shared) and this host's own rollouts (by listen setting).
     let config = host.config_path().canonicalize().unwrap();
     let key = sha256_hex(config.as_os_str().as_encoded_bytes());
-    let record = cache.path().join(format!("rollouts-{}.json", &key[..16]));
+    let state = cache.path().join("state").join(&key[..16]);
+    let records = [state.join("host-127_0_0_1_0.json"), state.join("held-back.json")];
     assert!(host.terminate(Duration::from_secs(30)).success());
     for damaged in [
         "{ not json".to_string(),
         // Multi-byte characters where digests belong, a share out of range.
-        r#"{"/ep_one": {"stable": "aaaaaaaaaaa€€", "candidate": "é", "share": 10}}"#.into(),
-        r#"{"/ep_one": {"stable": "../../etc/passwd", "candidate": "x", "share": 250}}"#.into(),
+        r#"{"/ep_one": {"entry": "é", "stable": "aaaaaaaaaaa€€", "candidate": "é", "share": 10}}"#
+            .into(),
+        r#"{"/ep_one": {"entry": "", "stable": "../../etc/passwd", "candidate": "x", "share": 250}}"#
+            .into(),
+        r#"[{"route": "/ep_one", "entry": "", "digest": "€", "instead": "../x", "reason": "rolled_back", "since": 1}]"#
+            .into(),
     ] {
-        std::fs::write(&record, &damaged).unwrap();
+        for record in &records {
+            std::fs::write(record, &damaged).unwrap();
+        }
         host = host.restart(&args);
         let answers = get_many(host.url("/ep_one"), 10, 2).await;
         assert!(

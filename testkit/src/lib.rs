@@ -193,6 +193,14 @@ impl Host {
         Host::start_with_file(listen, &path, args, dir)
     }
 
+    /// Starts a second host on this host's config file, as a second
+    /// replica on one machine would run: its own ports and log (its
+    /// `config_path` is not the file it serves).
+    pub fn start_beside(&self, args: &[&str]) -> Host {
+        let dir = tempfile::tempdir().unwrap();
+        Host::start_with_file("127.0.0.1:0", &self.config_path(), args, dir)
+    }
+
     /// Stops this host (killed if still running) and starts it again on
     /// the same config file, so what it keeps for that file applies; the
     /// earlier log moves to `host.log.1`.

@@ -53,6 +53,9 @@ impl endpoint_guest::bindings::exports::wasi::http::incoming_handler::Guest for 
             "alloc" => allocate_forever(),
             // Sends headers, then a body that never ends.
             "stream-forever" => stream_forever(out),
+            // Sends headers (200) and a first chunk of the body, then traps:
+            // a failure the client sees only as a cut-off body.
+            "trap-mid-body" => trap_mid_body(out),
             // Answers normally, but only after 3 s: a long request in flight.
             "slow" => {
                 endpoint_guest::bindings::wasi::clocks::monotonic_clock::subscribe_duration(
@@ -143,6 +146,15 @@ fn stream_forever(out: ResponseOutparam) {
     while stream.blocking_write_and_flush(&chunk).is_ok() {}
     drop(stream);
     let _ = OutgoingBody::finish(body, None);
+}
+
+fn trap_mid_body(out: ResponseOutparam) {
+    let response = OutgoingResponse::new(Fields::new());
+    let body = response.body().expect("the body is taken once");
+    ResponseOutparam::set(out, Ok(response));
+    let stream = body.write().expect("the stream is taken once");
+    let _ = stream.blocking_write_and_flush(b"partial");
+    trap();
 }
 
 #[cfg(target_arch = "wasm32")]

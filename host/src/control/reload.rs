@@ -1,0 +1,276 @@
+//! A reload: the config file read again, each route's entry compared with
+//! what serves, each route's file looked at under the same rule as every
+//! other change (`decide.rs`); everything read, decided and loaded before
+//! anything changes, so a bad file changes nothing.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::answers::{Reloaded, SwapError};
+use super::decide::{Action, Known, Offer, decide};
+use super::load::{self, FileOffer};
+use super::store::entry_key;
+use super::{Control, Owned, RouteState, held_instead, load_offer, new_endpoint, observed, publish, route_error};
+use crate::app::RouteSet;
+use crate::config::{Config, RouteConfig};
+use crate::rollout::{Rollout, Serving, Version};
+
+/// What a reload does to one route.
+enum Plan {
+    /// What serves stays.
+    Keep,
+    /// This serves from now on.
+    Serve(Serving),
+}
+
+impl Control {
+    /// Re-reads the config file and serves its route table: routes added,
+    /// removed, or changed (component or limits); each kept route's file
+    /// is looked at again under the same rule. Any other setting is fixed
+    /// at start: a file that changes one is refused, naming it. A bad file
+    /// changes nothing.
+    pub async fn reload(&self) -> Result<Reloaded, SwapError> {
+        let mut owned = self.owned.lock().await;
+        tracing::info!(
+            "reloading the route table from {}",
+            self.config_path.display()
+        );
+        let result = self.reload_locked(&mut owned).await;
+        self.app.metrics().observe_change("reload", result.is_ok());
+        if let Err(e) = &result {
+            tracing::warn!("reload refused, nothing changed: {e}");
+        }
+        result
+    }
+
+    async fn reload_locked(&self, owned: &mut Owned) -> Result<Reloaded, SwapError> {
+        let rejected = |e: wasmtime::Error| SwapError::Rejected(format!("{e:#}"));
+        let config = Config::load(&self.config_path, &self.overrides).map_err(rejected)?;
+        let fixed = self.config.fixed_settings_changed(&config);
+        if !fixed.is_empty() {
+            return Err(SwapError::Rejected(format!(
+                "a reload changes routes only; this one also changes {}: restart the host for that",
+                fixed.join(", ")
+            )));
+        }
+        if !self.engine.meters_fuel() && config.routes.iter().any(|r| r.limits.fuel.is_some()) {
+            return Err(SwapError::Rejected(
+                "a route now sets `fuel`, but fuel metering is chosen at start: restart the host"
+                    .into(),
+            ));
+        }
+        let current = self.app.routes();
+        let held = self.store.held_back();
+        // Everything is read, decided and loaded before anything changes.
+        let mut plans = Vec::with_capacity(config.routes.len());
+        for route in &config.routes {
+            let entry = entry_key(&route.component, &route.limits);
+            let before = current.endpoint(&route.path).filter(|e| {
+                owned
+                    .routes
+                    .get(&route.path)
+                    .is_some_and(|s| s.entry == entry)
+                    && e.source == route.component
+            });
+            let mut state = match before {
+                Some(_) => owned.routes.get(&route.path).cloned().unwrap_or_default(),
+                None => RouteState {
+                    entry,
+                    ..RouteState::default()
+                },
+            };
+            let source = route.component.clone();
+            let offer = load::blocking(move || {
+                load::read_offer(&source).map_err(wasmtime::Error::msg)
+            })
+            .await
+            .map_err(|e| route_error(route, &e))
+            .map_err(rejected)?;
+            let serving = before.map(|e| e.serving());
+            let plan = match offer {
+                None if serving.is_some() => Plan::Keep,
+                None => {
+                    return Err(rejected(route_error(route, &"a core module, not a component")));
+                }
+                Some(offer) => {
+                    if state
+                        .interrupted
+                        .as_ref()
+                        .is_some_and(|(c, _)| *c != offer.digest)
+                    {
+                        state.interrupted = None;
+                    }
+                    let instead = held_instead(&held, &state, &route.path, &offer.digest);
+                    let known = Known {
+                        serving: serving.as_deref().map(observed),
+                        file_seen: state.file_seen.as_deref(),
+                        canary_on_rebuild: route.rollout.canary,
+                    };
+                    let action = decide(
+                        &known,
+                        Offer::File {
+                            digest: &offer.digest,
+                            held_back: instead.is_some(),
+                        },
+                    );
+                    state.file_seen = Some(offer.digest.clone());
+                    self.plan(route, serving.as_deref(), action, instead, offer)
+                        .await?
+                }
+            };
+            plans.push((route, before.cloned(), state, plan));
+        }
+
+        let mut report = Reloaded::default();
+        let metrics = self.app.metrics();
+        let mut endpoints = Vec::with_capacity(plans.len());
+        let mut states = HashMap::new();
+        for (route, before, state, plan) in plans {
+            let path = route.path.clone();
+            let old = current.endpoint(&path).map(|e| e.serving());
+            let endpoint = match (before, plan) {
+                (Some(kept), plan) => {
+                    let serving = kept.serving();
+                    let endpoint = if kept.rollout == route.rollout {
+                        kept
+                    } else {
+                        Arc::new(new_endpoint(route, serving.clone()))
+                    };
+                    match plan {
+                        Plan::Keep if serving.candidate.is_some() => report.kept_rollout.push(path),
+                        Plan::Keep if state.file_seen.as_deref()
+                            != Some(serving.stable.component.digest.as_str()) =>
+                        {
+                            if state.interrupted.is_some()
+                                || held_instead(&held, &state, &route.path, state.file_seen.as_deref().unwrap_or_default()).is_some()
+                            {
+                                report.held_back.push(path)
+                            } else {
+                                report.kept_admin_version.push(path)
+                            }
+                        }
+                        Plan::Keep => report.unchanged.push(path),
+                        Plan::Serve(next) => {
+                            self.supersede(&route.path, &serving);
+                            self.serve(owned, &endpoint, next);
+                            report.changed.push(path)
+                        }
+                    }
+                    endpoint
+                }
+                (None, Plan::Serve(next)) => {
+                    let next = Arc::new(next);
+                    match &old {
+                        None => {
+                            metrics.route_added(&route.path);
+                            report.added.push(path);
+                        }
+                        Some(old) => {
+                            self.supersede(&route.path, old);
+                            let same = old.candidate.is_none()
+                                && old.stable.component.digest == next.stable.component.digest
+                                && current.endpoint(&route.path).map(|e| e.limits)
+                                    == Some(route.limits);
+                            if same {
+                                report.unchanged.push(path)
+                            } else {
+                                report.changed.push(path)
+                            }
+                        }
+                    }
+                    publish(metrics, &route.path, old.as_deref(), Some(&next));
+                    Arc::new(new_endpoint(route, next))
+                }
+                (None, Plan::Keep) => unreachable!("a new route always gets a version"),
+            };
+            states.insert(route.path.clone(), state);
+            endpoints.push(endpoint);
+        }
+        for old in current.endpoints() {
+            if !states.contains_key(old.path.as_ref()) {
+                report.removed.push(old.path.to_string());
+                let serving = old.serving();
+                self.supersede(&old.path, &serving);
+                publish(metrics, &old.path, Some(&serving), None);
+                metrics.route_removed(&old.path);
+                metrics.set_held_back(&old.path, None);
+            }
+        }
+        self.app.replace_routes(RouteSet::new(endpoints));
+        owned.routes = states;
+        self.record(owned);
+        report.generation = self.applied(owned);
+        tracing::info!(
+            generation = report.generation,
+            added = ?report.added,
+            removed = ?report.removed,
+            changed = ?report.changed,
+            unchanged = ?report.unchanged,
+            kept_admin_version = ?report.kept_admin_version,
+            kept_rollout = ?report.kept_rollout,
+            held_back = ?report.held_back,
+            "route table reloaded"
+        );
+        Ok(report)
+    }
+
+    /// What a reload does to one route, loaded: the rule's action made
+    /// concrete (a new version compiled, or the one to serve instead).
+    async fn plan(
+        &self,
+        route: &RouteConfig,
+        serving: Option<&Serving>,
+        action: Action,
+        instead: Option<String>,
+        offer: FileOffer,
+    ) -> Result<Plan, SwapError> {
+        let rejected = |e: wasmtime::Error| SwapError::Rejected(format!("{e:#}"));
+        let metrics = self.app.metrics();
+        match (action, serving) {
+            (Action::Keep, _) | (Action::HoldBack, Some(_)) => Ok(Plan::Keep),
+            (Action::EndRollout, Some(serving)) => {
+                Ok(Plan::Serve(Serving::stable(serving.stable.clone())))
+            }
+            (Action::HoldBack, None) => {
+                let instead = instead.expect("a held-back version has one to serve instead");
+                let Some(bytes) = self.store.bytes(&instead) else {
+                    return Err(rejected(route_error(
+                        route,
+                        &format!(
+                            "its file holds {}, held back on this route, and the version to \
+                             serve instead ({}) is no longer kept",
+                            &offer.digest[..12],
+                            &instead[..12]
+                        ),
+                    )));
+                };
+                let engine = self.engine.clone();
+                let component = load::blocking(move || load::load(&engine, &bytes, None))
+                    .await
+                    .map_err(|e| rejected(route_error(route, &e)))?;
+                let version = Version::serving(&route.path, component, metrics);
+                Ok(Plan::Serve(Serving::stable(version)))
+            }
+            (Action::Serve { canary }, serving) => {
+                let engine = self.engine.clone();
+                let route_owned = route.clone();
+                let component = load::blocking(move || load_offer(&engine, &route_owned, offer))
+                    .await
+                    .map_err(rejected)?;
+                let version = Version::serving(&route.path, component, metrics);
+                Ok(Plan::Serve(match (canary, serving) {
+                    (Some(share), Some(current)) => Serving {
+                        stable: current.stable.clone(),
+                        candidate: Some((
+                            version,
+                            Arc::new(Rollout::new(share, route.rollout.policy)),
+                        )),
+                    },
+                    _ => Serving::stable(version),
+                }))
+            }
+            (Action::EndRollout, None) => unreachable!("nothing serves, nothing to end"),
+        }
+    }
+
+}

@@ -1,0 +1,136 @@
+//! Start: every route loaded under the same rule as every later change
+//! (`decide.rs`), from what the files hold and what the state folder
+//! remembers (held-back versions, this host's interrupted rollouts).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tokio::sync::{Mutex, watch};
+use wasmtime::Result;
+
+use super::decide::{Action, Known, Offer, decide};
+use super::store::{Store, entry_key};
+use super::answers::unix_seconds;
+use super::{Control, Owned, RouteState, held_instead, load, load_offer, new_endpoint, publish, route_error};
+use crate::app::{App, RouteSet};
+use crate::config::{Config, Settings};
+use crate::engine::WasmEngine;
+use crate::metrics::Metrics;
+use crate::rollout::{Serving, Version};
+
+impl Control {
+    /// Loads every route (a held-back version never serves: the version
+    /// recorded instead does; a rollout a stop interrupted serves its
+    /// stable version) and makes the app serving them.
+    pub fn start(
+        config: Config,
+        config_path: PathBuf,
+        overrides: Settings,
+        engine: Arc<WasmEngine>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self> {
+        let store = Store::open(
+            config.cache_dir.as_deref(),
+            &config_path,
+            &config.listen.to_string(),
+        );
+        let interrupted = store.under_way();
+        let held = store.held_back();
+        let mut routes = HashMap::new();
+        let mut endpoints = Vec::new();
+        for route in &config.routes {
+            let entry = entry_key(&route.component, &route.limits);
+            let mut state = RouteState {
+                entry: entry.clone(),
+                ..RouteState::default()
+            };
+            let offer = load::read_offer(&route.component)
+                .map_err(|e| route_error(route, &e))?
+                .ok_or_else(|| route_error(route, &"a core module, not a component"))?;
+            if let Some(was) = interrupted.get(&route.path).filter(|u| u.entry == entry)
+                && was.candidate == offer.digest
+            {
+                state.interrupted = Some((was.candidate.clone(), was.stable.clone()));
+                state.interrupted_since = unix_seconds(SystemTime::now());
+            }
+            let instead = held_instead(&held, &state, &route.path, &offer.digest);
+            let action = decide(
+                &Known::default(),
+                Offer::File {
+                    digest: &offer.digest,
+                    held_back: instead.is_some(),
+                },
+            );
+            state.file_seen = Some(offer.digest.clone());
+            let component = match (action, instead) {
+                (Action::HoldBack, Some(instead)) => {
+                    let bytes = store.bytes(&instead).ok_or_else(|| {
+                        route_error(
+                            route,
+                            &format!(
+                                "its file holds {}, held back on this route, and the version \
+                                 recorded to serve instead ({}) is no longer kept: name a \
+                                 version through the admin API, or change the route's entry",
+                                &offer.digest[..12],
+                                &instead[..12]
+                            ),
+                        )
+                    })?;
+                    tracing::warn!(
+                        route = %route.path,
+                        file = %offer.resolved.file.display(),
+                        "the file holds {}, held back on this route: serving {} instead",
+                        &offer.digest[..12],
+                        &instead[..12]
+                    );
+                    load::load(&engine, &bytes, None).map_err(|e| route_error(route, &e))?
+                }
+                _ => load_offer(&engine, route, offer)?,
+            };
+            routes.insert(route.path.clone(), state);
+            endpoints.push((route, component));
+        }
+        // Every route loaded: only now do versions get their series.
+        let endpoints = endpoints
+            .into_iter()
+            .map(|(route, component)| {
+                let version = Version::serving(&route.path, component, &metrics);
+                Arc::new(new_endpoint(route, Arc::new(Serving::stable(version))))
+            })
+            .collect();
+        let app = Arc::new(App::new(
+            &config,
+            RouteSet::new(endpoints),
+            metrics,
+            engine.meters_fuel(),
+        ));
+        let control = Self {
+            app,
+            engine,
+            config,
+            config_path,
+            overrides,
+            owned: Mutex::new(Owned {
+                generation: 0,
+                routes,
+            }),
+            generation: watch::Sender::new(0),
+            store,
+            shown: Default::default(),
+        };
+        let metrics = control.app.metrics();
+        metrics.set_generation(0);
+        for endpoint in control.app.routes().endpoints() {
+            metrics.route_added(&endpoint.path);
+            publish(metrics, &endpoint.path, None, Some(&endpoint.serving()));
+        }
+        let owned = control.owned.try_lock().expect("no one else yet");
+        control.record(&owned);
+        control.show(&owned);
+        drop(owned);
+        Ok(control)
+    }
+
+}

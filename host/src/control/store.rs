@@ -1,0 +1,368 @@
+//! What the control plane knows that must outlive the process: the
+//! versions *held back* on each route (rolled back there, so no restart,
+//! reload or second host serves them again) and this host's rollouts under
+//! way (so a restart serves the stable version, not the candidate the
+//! file holds), plus the bytes of every version recorded to serve instead.
+//!
+//! Layout, under the cache folder, one folder per config file:
+//! `state/<config key>/held-back.json` is shared by every host on that
+//! config (a verdict of one holds for all: read on every look at a route,
+//! changed read-modify-write under `held-back.lock`);
+//! `host-<listen>.json` is one host's own, owned through an exclusive lock
+//! on `host-<listen>.lock` kept for the process's life: a second host on
+//! the same config, cache folder and listen setting (possible with port 0)
+//! keeps no record, and says so, rather than reading another's by accident;
+//! `versions/<digest>.wasm` holds component bytes by digest.
+//! Every file is written whole, synced, renamed into place and its folder
+//! synced: a crash leaves the old or the new content, never a mix. Without
+//! a cache folder nothing is kept (held-back versions then last as long as
+//! the process).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+/// Largest state file read back (a few hundred bytes per route).
+const MAX_BYTES: u64 = 1 << 20;
+
+/// Held-back versions kept per route: the oldest go first.
+pub const MAX_HELD_PER_ROUTE: usize = 16;
+
+/// Why a version is held back on a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HoldReason {
+    /// Its rollout was rolled back (for errors, latency, or by hand).
+    RolledBack,
+    /// A restart interrupted its rollout (this host only): released when
+    /// the file offers another version.
+    Interrupted,
+}
+
+/// One version held back on one route.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Held {
+    pub route: String,
+    /// The route's entry when it was held (`entry_key`): a changed entry
+    /// releases it.
+    pub entry: String,
+    /// The version held back.
+    pub digest: String,
+    /// The version that served instead (its bytes are kept).
+    pub instead: String,
+    pub reason: HoldReason,
+    /// Seconds since the Unix epoch when it was held.
+    pub since: f64,
+}
+
+/// One route's rollout under way on this host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnderWay {
+    /// The route's entry (`entry_key`).
+    pub entry: String,
+    pub stable: String,
+    pub candidate: String,
+    /// The candidate's share, in percent.
+    pub share: u8,
+}
+
+/// A route's entry as a key: its component (file or pattern) and limits,
+/// the parts whose change makes a route new.
+pub fn entry_key(component: &Path, limits: &crate::config::GuestLimits) -> String {
+    let text = format!("{}\n{limits:?}", component.display());
+    crate::cache::digest(text.as_bytes())[..16].to_owned()
+}
+
+/// The state of one config file's hosts, as this host sees and keeps it.
+pub struct Store {
+    /// The config's state folder; `None`: nothing is kept on disk.
+    dir: Option<PathBuf>,
+    /// This host's own record, and the lock that makes it this host's;
+    /// `None` without a folder or when another host holds it.
+    own: Option<(PathBuf, File)>,
+    /// Held-back versions when nothing is kept on disk.
+    memory: Mutex<Vec<Held>>,
+}
+
+impl Store {
+    /// The state of the hosts on `config_path` under `cache_dir`, this one
+    /// known by its `listen` setting.
+    pub fn open(cache_dir: Option<&Path>, config_path: &Path, listen: &str) -> Self {
+        let config = config_path
+            .canonicalize()
+            .unwrap_or_else(|_| config_path.to_path_buf());
+        let key = crate::cache::digest(config.as_os_str().as_encoded_bytes());
+        let dir = cache_dir.map(|d| d.join("state").join(&key[..16]));
+        let own = dir.as_ref().and_then(|dir| {
+            let name: String = listen
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect();
+            let claimed = std::fs::create_dir_all(dir.join("versions"))
+                .and_then(|()| File::create(dir.join(format!("host-{name}.lock"))))
+                .and_then(|lock| lock.try_lock().map(|()| lock).map_err(std::io::Error::other));
+            match claimed {
+                Ok(lock) => Some((dir.join(format!("host-{name}.json")), lock)),
+                Err(e) => {
+                    tracing::warn!(
+                        "another host on this config, cache folder and listen setting ({listen}) \
+                         keeps its rollouts in {} ({e}): this one keeps none, so a restart \
+                         during a rollout serves what the files hold; give it its own \
+                         --cache-dir or listen address",
+                        dir.display()
+                    );
+                    None
+                }
+            }
+        });
+        Self {
+            dir,
+            own,
+            memory: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The versions held back on any route, as every host recorded them.
+    pub fn held_back(&self) -> Vec<Held> {
+        let Some(dir) = &self.dir else {
+            return self.memory.lock().expect("held-back lock").clone();
+        };
+        let held: Vec<Held> = read_json(&dir.join("held-back.json")).unwrap_or_default();
+        held.into_iter()
+            .filter(|h| is_digest(&h.digest) && is_digest(&h.instead))
+            .collect()
+    }
+
+    /// Changes the shared held-back list with `change`, one host at a time.
+    fn change_held(&self, change: impl FnOnce(&mut Vec<Held>)) {
+        let Some(dir) = &self.dir else {
+            change(&mut self.memory.lock().expect("held-back lock"));
+            return;
+        };
+        let changed = (|| {
+            let lock = File::create(dir.join("held-back.lock"))?;
+            lock.lock()?;
+            let path = dir.join("held-back.json");
+            let mut held: Vec<Held> = read_json(&path).unwrap_or_default();
+            change(&mut held);
+            write_durably(&path, &serde_json::to_vec_pretty(&held)?)
+        })();
+        if let Err(e) = changed {
+            tracing::warn!(
+                "cannot record held-back versions in {}: {e}; this host still holds them back \
+                 until it stops",
+                dir.display()
+            );
+        }
+    }
+
+    /// Holds `held` back (replacing an older record of the same version on
+    /// the same route), keeping `instead_bytes` to serve instead.
+    pub fn hold(&self, held: Held, instead_bytes: Option<&[u8]>) {
+        if let Some(bytes) = instead_bytes {
+            self.keep_bytes(&held.instead, bytes);
+        }
+        self.change_held(|list| {
+            list.retain(|h| !(h.route == held.route && h.digest == held.digest));
+            list.push(held.clone());
+            let on_route = list.iter().filter(|h| h.route == held.route).count();
+            let mut extra = on_route.saturating_sub(MAX_HELD_PER_ROUTE);
+            list.retain(|h| {
+                let drop = extra > 0 && h.route == held.route;
+                extra -= usize::from(drop);
+                !drop
+            });
+        });
+    }
+
+    /// Releases the holds on `route` that `release` picks.
+    pub fn release(&self, route: &str, release: impl Fn(&Held) -> bool) {
+        if !self.held_back().iter().any(|h| h.route == route && release(h)) {
+            return;
+        }
+        self.change_held(|list| list.retain(|h| !(h.route == route && release(h))));
+    }
+
+    /// Keeps a version's bytes by digest (once).
+    pub fn keep_bytes(&self, digest: &str, bytes: &[u8]) {
+        let Some(dir) = &self.dir else { return };
+        let path = dir.join("versions").join(format!("{digest}.wasm"));
+        if path.exists() {
+            return;
+        }
+        if let Err(e) = write_durably(&path, bytes) {
+            tracing::warn!("cannot keep version {} in {}: {e}", &digest[..12], path.display());
+        }
+    }
+
+    /// A version's bytes kept by digest, checked against it.
+    pub fn bytes(&self, digest: &str) -> Option<Vec<u8>> {
+        if !is_digest(digest) {
+            return None;
+        }
+        let path = self.dir.as_ref()?.join("versions").join(format!("{digest}.wasm"));
+        let bytes =
+            crate::component_file::read(&path, crate::component_file::MAX_COMPONENT_BYTES).ok()?;
+        (crate::cache::digest(&bytes) == digest).then_some(bytes)
+    }
+
+    /// This host's rollouts under way when it last stopped.
+    pub fn under_way(&self) -> BTreeMap<String, UnderWay> {
+        let recorded: BTreeMap<String, UnderWay> = self
+            .own
+            .as_ref()
+            .and_then(|(path, _)| read_json(path))
+            .unwrap_or_default();
+        recorded
+            .into_iter()
+            .filter(|(_, u)| is_digest(&u.stable) && is_digest(&u.candidate) && u.share <= 99)
+            .collect()
+    }
+
+    /// Records this host's rollouts under way (replacing the record).
+    pub fn record_under_way(&self, under_way: &BTreeMap<String, UnderWay>) {
+        let Some((path, _)) = &self.own else { return };
+        let written = serde_json::to_vec_pretty(under_way)
+            .map_err(std::io::Error::other)
+            .and_then(|json| write_durably(path, &json));
+        if let Err(e) = written {
+            tracing::warn!(
+                "cannot record the rollouts under way in {}: {e}; a restart now would serve \
+                 what the component files hold",
+                path.display()
+            );
+        }
+    }
+}
+
+/// Whether `text` is a digest as this host writes them (64 lowercase hex):
+/// anything else in a state file is damage, ignored.
+fn is_digest(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// A state file's content; `None` if missing, and (with a warning) if
+/// unreadable: state only ever makes a host more careful, so a damaged
+/// file must not stop it.
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
+    if !path.exists() {
+        return None;
+    }
+    let read = crate::component_file::read(path, MAX_BYTES).and_then(|bytes| {
+        serde_json::from_slice(&bytes).map_err(|e| format!("not a state file: {e}"))
+    });
+    read.inspect_err(|e| tracing::warn!("ignoring {}: {e}", path.display()))
+        .ok()
+}
+
+/// Writes `bytes` to `path` so that a crash leaves the old or the new
+/// content: a synced temporary file renamed into place, then the folder
+/// synced (the rename itself is durable only then).
+pub fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut file = tempfile::NamedTempFile::new_in(dir)?;
+    file.write_all(bytes)?;
+    file.as_file().sync_all()?;
+    file.persist(path).map_err(|e| e.error)?;
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A digest made of the byte `tag`.
+    fn d(tag: u8) -> String {
+        format!("{tag:02x}").repeat(32)
+    }
+
+    fn held(route: &str, tag: u8) -> Held {
+        Held {
+            route: route.into(),
+            entry: "e".into(),
+            digest: d(tag),
+            instead: "a".repeat(64),
+            reason: HoldReason::RolledBack,
+            since: 1.0,
+        }
+    }
+
+    #[test]
+    fn held_back_versions_are_shared_by_the_hosts_of_a_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = Store::open(Some(dir.path()), Path::new("/a/webapp.toml"), "127.0.0.1:0");
+        let two = Store::open(Some(dir.path()), Path::new("/a/webapp.toml"), "127.0.0.1:1");
+        let other = Store::open(Some(dir.path()), Path::new("/b/webapp.toml"), "127.0.0.1:0");
+        one.hold(held("/x", 0xbb), Some(b"stable bytes"));
+        assert_eq!(two.held_back(), vec![held("/x", 0xbb)]);
+        assert!(other.held_back().is_empty(), "another config's are not read");
+        assert_eq!(two.bytes(&"a".repeat(64)), None, "bytes checked against the digest");
+        let bytes = b"stable bytes".to_vec();
+        let digest = crate::cache::digest(&bytes);
+        one.keep_bytes(&digest, &bytes);
+        assert_eq!(two.bytes(&digest), Some(bytes));
+        two.release("/x", |h| h.digest == d(0xbb));
+        assert!(one.held_back().is_empty());
+    }
+
+    #[test]
+    fn holds_are_bounded_per_route() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(Some(dir.path()), Path::new("/a/webapp.toml"), "l");
+        for i in 0..MAX_HELD_PER_ROUTE + 3 {
+            store.hold(held("/x", i as u8), None);
+        }
+        store.hold(held("/y", 0xff), None);
+        let list = store.held_back();
+        assert_eq!(list.iter().filter(|h| h.route == "/x").count(), MAX_HELD_PER_ROUTE);
+        assert!(!list.iter().any(|h| h.digest == d(0)), "the oldest went");
+        assert!(list.iter().any(|h| h.route == "/y"));
+    }
+
+    #[test]
+    fn a_hosts_own_record_is_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Path::new("/a/webapp.toml");
+        let first = Store::open(Some(dir.path()), config, "127.0.0.1:0");
+        let record = BTreeMap::from([(
+            "/x".to_string(),
+            UnderWay {
+                entry: "e".into(),
+                stable: "a".repeat(64),
+                candidate: "b".repeat(64),
+                share: 20,
+            },
+        )]);
+        first.record_under_way(&record);
+        // A second host on the same listen setting, while the first runs:
+        // it reads and writes nothing of the first's.
+        let second = Store::open(Some(dir.path()), config, "127.0.0.1:0");
+        assert!(second.under_way().is_empty());
+        second.record_under_way(&BTreeMap::new());
+        assert_eq!(first.under_way(), record);
+        // Once the first stops, a restart on the same setting is it again.
+        drop((first, second));
+        let restarted = Store::open(Some(dir.path()), config, "127.0.0.1:0");
+        assert_eq!(restarted.under_way(), record);
+    }
+
+    #[test]
+    fn a_damaged_file_reads_as_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(Some(dir.path()), Path::new("/a/webapp.toml"), "l");
+        let path = store.dir.as_ref().unwrap().join("held-back.json");
+        std::fs::write(&path, b"{ not json").unwrap();
+        assert!(store.held_back().is_empty());
+        store.hold(held("/x", 0xbb), None);
+        assert_eq!(store.held_back().len(), 1, "rewritten whole");
+        let memory = Store::open(None, Path::new("/a/webapp.toml"), "l");
+        memory.hold(held("/x", 0xbb), None);
+        assert_eq!(memory.held_back().len(), 1, "kept in memory without a folder");
+        assert!(memory.under_way().is_empty());
+    }
+}

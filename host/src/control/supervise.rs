@@ -1,0 +1,62 @@
+//! The rollout supervisor: judges every rollout when a request says a
+//! verdict may be due, and every [`JUDGE_EVERY`] (the promotion after the
+//! healthy period is found within that).
+//!
+//! Each pass judges every route first and stops the split of every rollout
+//! with a verdict at once (`Rollout::end`: from then on each request goes
+//! to the stable version) *before* it waits for the owner's lock to carry
+//! the decisions out: a reload or upload compiling for seconds cannot hold
+//! a failing candidate at its share.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Control;
+
+/// How often rollouts are judged when no request says a verdict is due.
+const JUDGE_EVERY: Duration = Duration::from_millis(250);
+
+impl Control {
+    /// Judges every rollout until the process ends.
+    pub async fn supervise(self: Arc<Self>) {
+        loop {
+            tokio::select! {
+                () = self.app.verdict_due().notified() => {}
+                () = tokio::time::sleep(JUDGE_EVERY) => {}
+            }
+            let mut due = Vec::new();
+            for endpoint in self.app.routes().endpoints() {
+                let serving = endpoint.serving();
+                let Some((_, rollout)) = &serving.candidate else {
+                    continue;
+                };
+                let Some(verdict) = rollout.judge() else {
+                    continue;
+                };
+                if rollout.end() {
+                    due.push((endpoint.path.clone(), serving.clone(), verdict));
+                } // else someone else is ending it.
+            }
+            if due.is_empty() {
+                continue;
+            }
+            let mut owned = self.owned.lock().await;
+            for (path, serving, verdict) in due {
+                // A change made while waiting for the lock may have ended
+                // the rollout; a reload that kept it may have made a new
+                // endpoint: look it up again, now.
+                let rollout = &serving.candidate.as_ref().expect("judged a rollout").1;
+                let routes = self.app.routes();
+                let still = routes.endpoint(&path).filter(|e| {
+                    e.serving()
+                        .candidate
+                        .as_ref()
+                        .is_some_and(|(_, r)| Arc::ptr_eq(r, rollout))
+                });
+                if let Some(current) = still {
+                    self.carry_out(&mut owned, current, &serving, &verdict);
+                }
+            }
+        }
+    }
+}
