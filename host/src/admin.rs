@@ -36,9 +36,9 @@ use tokio::sync::Semaphore;
 
 use crate::component_file;
 use crate::config::{HttpLimits, check_canary_share};
+use crate::control::{Control, Source, SwapError};
 use crate::rollout::Decision;
 use crate::server;
-use crate::control::{Control, Source, SwapError};
 
 /// The largest component an upload may carry (and a named file may be).
 const MAX_UPLOAD_BYTES: usize = component_file::MAX_COMPONENT_BYTES as usize;

@@ -43,7 +43,8 @@ pub async fn run(control: Arc<Control>) -> Result<()> {
     })?;
     let mut generations = control.generations();
     let mut watched = BTreeSet::new();
-    let mut periodic = tokio::time::interval(LOOK_EVERY);
+    let mut periodic =
+        tokio::time::interval_at(tokio::time::Instant::now() + LOOK_EVERY, LOOK_EVERY);
     let mut look = Some(Look::Periodic); // the first look, once watching
     loop {
         let folders: BTreeSet<PathBuf> = control

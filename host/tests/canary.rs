@@ -459,7 +459,10 @@ async fn a_damaged_rollout_record_is_ignored() {
     let config = host.config_path().canonicalize().unwrap();
     let key = sha256_hex(config.as_os_str().as_encoded_bytes());
     let state = cache.path().join("state").join(&key[..16]);
-    let records = [state.join("host-127_0_0_1_0.json"), state.join("held-back.json")];
+    let records = [
+        state.join("host-127_0_0_1_0.json"),
+        state.join("held-back.json"),
+    ];
     assert!(host.terminate(Duration::from_secs(30)).success());
     for damaged in [
         "{ not json".to_string(),

@@ -51,16 +51,12 @@ fn decisions(scrape: &prometheus_parse::Scrape, path: &str, decision: &str, reas
 async fn traffic_until_decided(host: &Host, path: &str) {
     let client = client();
     let what = format!("the rollout on {path} to end");
-    eventually(
-        Duration::from_secs(60),
-        WithLog(&what, host),
-        || async {
-            for _ in 0..5 {
-                send(&client, hyper::Method::GET, &host.url(path)).await;
-            }
-            served_route(host, path).await.0["rollout"].is_null()
-        },
-    )
+    eventually(Duration::from_secs(60), WithLog(&what, host), || async {
+        for _ in 0..5 {
+            send(&client, hyper::Method::GET, &host.url(path)).await;
+        }
+        served_route(host, path).await.0["rollout"].is_null()
+    })
     .await;
 }
 
@@ -122,7 +118,11 @@ async fn a_rolled_back_version_never_serves_again() {
     assert_eq!(held[0]["version"], bad_id.as_str());
     assert_eq!(held[0]["reason"], "rolled_back");
     assert_eq!(
-        value(&scraped, "webapp_held_back_versions", &[("path", "/ep_one")]),
+        value(
+            &scraped,
+            "webapp_held_back_versions",
+            &[("path", "/ep_one")]
+        ),
         1.0
     );
     all_answer(&host, "/ep_one", "1", "after the rollback").await;
@@ -130,7 +130,11 @@ async fn a_rolled_back_version_never_serves_again() {
     // A reload of the unchanged config.
     let (status, answer) = admin(&host, "POST", "/reload", Vec::new(), None).await;
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(answer["held_back"], serde_json::json!(["/ep_one"]), "{answer}");
+    assert_eq!(
+        answer["held_back"],
+        serde_json::json!(["/ep_one"]),
+        "{answer}"
+    );
     all_answer(&host, "/ep_one", "1", "after a reload").await;
 
     // The same bytes written again. Looked at in the same pass as a new
@@ -166,7 +170,11 @@ async fn a_rolled_back_version_never_serves_again() {
     assert!(host.terminate(Duration::from_secs(30)).success());
     host = host.restart(&args);
     all_answer(&host, "/ep_one", "1", "after a restart").await;
-    assert!(host.log().contains("held back on this route"), "{}", host.log());
+    assert!(
+        host.log().contains("held back on this route"),
+        "{}",
+        host.log()
+    );
 
     // The operator names it through the admin API: served, released.
     let (status, answer) = admin(&host, "PUT", "/routes/ep_one/component", bad, None).await;
@@ -210,7 +218,11 @@ async fn failures_after_the_head_are_failures() {
             )
         };
         assert!(class("5xx") >= 1.0, "{path}: {}", class("5xx"));
-        assert_eq!(class("2xx"), 0.0, "{path}: the head's 200 is not how it ended");
+        assert_eq!(
+            class("2xx"),
+            0.0,
+            "{path}: the head's 200 is not how it ended"
+        );
     }
 }
 
@@ -218,7 +230,10 @@ async fn failures_after_the_head_are_failures() {
 async fn a_reload_re_pointing_a_route_wins_over_a_waiting_file_event() {
     let old = tempfile::tempdir().unwrap();
     let new = tempfile::tempdir().unwrap();
-    let (one, other) = (old.path().join("ep_one.wasm"), old.path().join("other.wasm"));
+    let (one, other) = (
+        old.path().join("ep_one.wasm"),
+        old.path().join("other.wasm"),
+    );
     std::fs::copy(component("ep_one"), &one).unwrap();
     std::fs::copy(component("hello"), &other).unwrap();
     let config = |ep_one: &Path, routes: &str| {
@@ -240,8 +255,11 @@ async fn a_reload_re_pointing_a_route_wins_over_a_waiting_file_event() {
     let slow: String = (0..12)
         .map(|i| {
             let file = new.path().join(format!("slow{i}.wasm"));
-            std::fs::write(&file, variant(&component("hello"), &nonce(&format!("slow{i}"))))
-                .unwrap();
+            std::fs::write(
+                &file,
+                variant(&component("hello"), &nonce(&format!("slow{i}"))),
+            )
+            .unwrap();
             format!(
                 "[[route]]\npath = \"/slow{i}\"\ncomponent = \"{}\"\n",
                 file.display()
@@ -296,7 +314,11 @@ async fn a_slow_reload_does_not_keep_failing_candidates_serving() {
     let mut slow = config.clone();
     for i in 0..40 {
         let file = folder.path().join(format!("slow{i}.wasm"));
-        std::fs::write(&file, variant(&component("hello"), &nonce(&format!("busy{i}")))).unwrap();
+        std::fs::write(
+            &file,
+            variant(&component("hello"), &nonce(&format!("busy{i}"))),
+        )
+        .unwrap();
         slow += &format!(
             "[[route]]\npath = \"/slow{i}\"\ncomponent = \"{}\"\n",
             file.display()
@@ -337,11 +359,19 @@ async fn a_slow_reload_does_not_keep_failing_candidates_serving() {
     }
     // Rolled back within 10 candidate answers, and the split stopped with
     // the verdict (a request or two in flight at that moment aside).
-    assert!(errors.iter().all(|&n| n <= 12), "{errors:?}\n{}", host.log());
+    assert!(
+        errors.iter().all(|&n| n <= 12),
+        "{errors:?}\n{}",
+        host.log()
+    );
     let (status, answer) = reload.await.unwrap();
     assert_eq!(status, StatusCode::OK, "{answer}");
     let scrape = scrape(&host).await;
     for path in routes {
-        assert_eq!(decisions(&scrape, path, "rollback", "errors"), 1.0, "{path}");
+        assert_eq!(
+            decisions(&scrape, path, "rollback", "errors"),
+            1.0,
+            "{path}"
+        );
     }
 }

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use super::RouteState;
+use super::known::RouteState;
 use super::store::{Held, HoldReason};
 use crate::app::Endpoint;
 use crate::engine::LoadedComponent;
@@ -172,7 +172,6 @@ pub struct RolloutInfo {
     pub healthy_for_seconds: f64,
 }
 
-
 /// A version held back on a route, as `GET /routes` shows it.
 #[derive(Debug, Serialize)]
 pub struct HeldInfo {
@@ -267,4 +266,3 @@ pub(super) fn file_of(component: &LoadedComponent) -> String {
         .as_ref()
         .map_or("upload".into(), |f| f.display().to_string())
 }
-

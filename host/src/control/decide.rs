@@ -126,10 +126,7 @@ mod tests {
     fn at_start_the_file_serves_unless_held_back() {
         let fresh = Known::default();
         assert_eq!(decide(&fresh, file("a")), Action::Serve { canary: None });
-        assert_eq!(
-            decide(&fresh, held("x")),
-            Action::HoldBack
-        );
+        assert_eq!(decide(&fresh, held("x")), Action::HoldBack);
         // A canary needs a stable version to compare with: never at start.
         let canary = Known {
             canary_on_rebuild: Some(10),
@@ -179,15 +176,9 @@ mod tests {
             file_seen: Some("y"),
             ..serving("y", None)
         };
-        assert_eq!(
-            decide(&moved, held("x")),
-            Action::HoldBack
-        );
+        assert_eq!(decide(&moved, held("x")), Action::HoldBack);
         // A restart or a second host: nothing serves yet.
-        assert_eq!(
-            decide(&Known::default(), held("x")),
-            Action::HoldBack
-        );
+        assert_eq!(decide(&Known::default(), held("x")), Action::HoldBack);
     }
 
     #[test]

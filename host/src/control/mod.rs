@@ -34,6 +34,7 @@
 
 mod answers;
 mod decide;
+mod known;
 mod load;
 mod reload;
 mod start;
@@ -57,6 +58,7 @@ use crate::rollout::{Decision, Reason, Rollout, Serving, Verdict, Version};
 use answers::{Decided, Served, Swapped, file_of, held_on, route_info, unix_seconds};
 pub use answers::{Source, SwapError};
 use decide::{Action, Known, Observed, Offer, decide};
+use known::{RouteState, held_instead};
 use load::{FileOffer, newest_of};
 use store::{Held, HoldReason, Store, UnderWay};
 
@@ -90,21 +92,6 @@ struct Owned {
     generation: u64,
     /// Per route path.
     routes: HashMap<String, RouteState>,
-}
-
-/// What the owner knows of one route beyond what serves it.
-#[derive(Debug, Clone, Default)]
-struct RouteState {
-    /// The entry (component and limits) this state belongs to.
-    entry: String,
-    /// The digest the route's file offered when last looked at.
-    file_seen: Option<String>,
-    /// A candidate a restart held back on this host (its rollout was
-    /// interrupted), and the version serving instead: released when the
-    /// file offers another version.
-    interrupted: Option<(String, String)>,
-    /// Seconds since the Unix epoch when this host started holding it.
-    interrupted_since: f64,
 }
 
 /// Who asked for a look at the files: the bounded `source` label.
@@ -259,7 +246,10 @@ impl Control {
         let digest = component.digest.clone();
         self.store.release(path, |h| h.digest == digest);
         if let Some(state) = owned.routes.get_mut(path)
-            && state.interrupted.as_ref().is_some_and(|(c, _)| *c == digest)
+            && state
+                .interrupted
+                .as_ref()
+                .is_some_and(|(c, _)| *c == digest)
         {
             state.interrupted = None;
         }
@@ -551,21 +541,6 @@ impl Control {
     fn config_folder(&self) -> &Path {
         self.config_path.parent().unwrap_or(Path::new(""))
     }
-}
-
-/// The version to serve instead of `digest` on `route`, if it is held
-/// back there: rolled back (any host, same entry) or interrupted here.
-fn held_instead(held: &[Held], state: &RouteState, route: &str, digest: &str) -> Option<String> {
-    held.iter()
-        .find(|h| h.route == route && h.entry == state.entry && h.digest == digest)
-        .map(|h| h.instead.clone())
-        .or_else(|| {
-            state
-                .interrupted
-                .as_ref()
-                .filter(|(candidate, _)| candidate == digest)
-                .map(|(_, instead)| instead.clone())
-        })
 }
 
 /// What serves, as the rule sees it.

@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use super::answers::{Reloaded, SwapError};
 use super::decide::{Action, Known, Offer, decide};
+use super::known::{RouteState, held_instead};
 use super::load::{self, FileOffer};
 use super::store::entry_key;
-use super::{Control, Owned, RouteState, held_instead, load_offer, new_endpoint, observed, publish, route_error};
+use super::{Control, Owned, load_offer, new_endpoint, observed, publish, route_error};
 use crate::app::RouteSet;
 use crate::config::{Config, RouteConfig};
 use crate::rollout::{Rollout, Serving, Version};
@@ -80,17 +81,19 @@ impl Control {
                 },
             };
             let source = route.component.clone();
-            let offer = load::blocking(move || {
-                load::read_offer(&source).map_err(wasmtime::Error::msg)
-            })
-            .await
-            .map_err(|e| route_error(route, &e))
-            .map_err(rejected)?;
+            let offer =
+                load::blocking(move || load::read_offer(&source).map_err(wasmtime::Error::msg))
+                    .await
+                    .map_err(|e| route_error(route, &e))
+                    .map_err(rejected)?;
             let serving = before.map(|e| e.serving());
             let plan = match offer {
                 None if serving.is_some() => Plan::Keep,
                 None => {
-                    return Err(rejected(route_error(route, &"a core module, not a component")));
+                    return Err(rejected(route_error(
+                        route,
+                        &"a core module, not a component",
+                    )));
                 }
                 Some(offer) => {
                     if state
@@ -138,11 +141,18 @@ impl Control {
                     };
                     match plan {
                         Plan::Keep if serving.candidate.is_some() => report.kept_rollout.push(path),
-                        Plan::Keep if state.file_seen.as_deref()
-                            != Some(serving.stable.component.digest.as_str()) =>
+                        Plan::Keep
+                            if state.file_seen.as_deref()
+                                != Some(serving.stable.component.digest.as_str()) =>
                         {
                             if state.interrupted.is_some()
-                                || held_instead(&held, &state, &route.path, state.file_seen.as_deref().unwrap_or_default()).is_some()
+                                || held_instead(
+                                    &held,
+                                    &state,
+                                    &route.path,
+                                    state.file_seen.as_deref().unwrap_or_default(),
+                                )
+                                .is_some()
                             {
                                 report.held_back.push(path)
                             } else {
@@ -272,5 +282,4 @@ impl Control {
             (Action::EndRollout, None) => unreachable!("nothing serves, nothing to end"),
         }
     }
-
 }

@@ -10,10 +10,11 @@ use std::time::SystemTime;
 use tokio::sync::{Mutex, watch};
 use wasmtime::Result;
 
-use super::decide::{Action, Known, Offer, decide};
-use super::store::{Store, entry_key};
 use super::answers::unix_seconds;
-use super::{Control, Owned, RouteState, held_instead, load, load_offer, new_endpoint, publish, route_error};
+use super::decide::{Action, Known, Offer, decide};
+use super::known::{RouteState, held_instead};
+use super::store::{Store, entry_key};
+use super::{Control, Owned, load, load_offer, new_endpoint, publish, route_error};
 use crate::app::{App, RouteSet};
 use crate::config::{Config, Settings};
 use crate::engine::WasmEngine;
@@ -132,5 +133,4 @@ impl Control {
         drop(owned);
         Ok(control)
     }
-
 }

@@ -104,7 +104,11 @@ impl Store {
                 .collect();
             let claimed = std::fs::create_dir_all(dir.join("versions"))
                 .and_then(|()| File::create(dir.join(format!("host-{name}.lock"))))
-                .and_then(|lock| lock.try_lock().map(|()| lock).map_err(std::io::Error::other));
+                .and_then(|lock| {
+                    lock.try_lock()
+                        .map(|()| lock)
+                        .map_err(std::io::Error::other)
+                });
             match claimed {
                 Ok(lock) => Some((dir.join(format!("host-{name}.json")), lock)),
                 Err(e) => {
@@ -181,7 +185,11 @@ impl Store {
 
     /// Releases the holds on `route` that `release` picks.
     pub fn release(&self, route: &str, release: impl Fn(&Held) -> bool) {
-        if !self.held_back().iter().any(|h| h.route == route && release(h)) {
+        if !self
+            .held_back()
+            .iter()
+            .any(|h| h.route == route && release(h))
+        {
             return;
         }
         self.change_held(|list| list.retain(|h| !(h.route == route && release(h))));
@@ -195,7 +203,11 @@ impl Store {
             return;
         }
         if let Err(e) = write_durably(&path, bytes) {
-            tracing::warn!("cannot keep version {} in {}: {e}", &digest[..12], path.display());
+            tracing::warn!(
+                "cannot keep version {} in {}: {e}",
+                &digest[..12],
+                path.display()
+            );
         }
     }
 
@@ -204,7 +216,11 @@ impl Store {
         if !is_digest(digest) {
             return None;
         }
-        let path = self.dir.as_ref()?.join("versions").join(format!("{digest}.wasm"));
+        let path = self
+            .dir
+            .as_ref()?
+            .join("versions")
+            .join(format!("{digest}.wasm"));
         let bytes =
             crate::component_file::read(&path, crate::component_file::MAX_COMPONENT_BYTES).ok()?;
         (crate::cache::digest(&bytes) == digest).then_some(bytes)
@@ -300,8 +316,15 @@ mod tests {
         let other = Store::open(Some(dir.path()), Path::new("/b/webapp.toml"), "127.0.0.1:0");
         one.hold(held("/x", 0xbb), Some(b"stable bytes"));
         assert_eq!(two.held_back(), vec![held("/x", 0xbb)]);
-        assert!(other.held_back().is_empty(), "another config's are not read");
-        assert_eq!(two.bytes(&"a".repeat(64)), None, "bytes checked against the digest");
+        assert!(
+            other.held_back().is_empty(),
+            "another config's are not read"
+        );
+        assert_eq!(
+            two.bytes(&"a".repeat(64)),
+            None,
+            "bytes checked against the digest"
+        );
         let bytes = b"stable bytes".to_vec();
         let digest = crate::cache::digest(&bytes);
         one.keep_bytes(&digest, &bytes);
@@ -319,7 +342,10 @@ mod tests {
         }
         store.hold(held("/y", 0xff), None);
         let list = store.held_back();
-        assert_eq!(list.iter().filter(|h| h.route == "/x").count(), MAX_HELD_PER_ROUTE);
+        assert_eq!(
+            list.iter().filter(|h| h.route == "/x").count(),
+            MAX_HELD_PER_ROUTE
+        );
         assert!(!list.iter().any(|h| h.digest == d(0)), "the oldest went");
         assert!(list.iter().any(|h| h.route == "/y"));
     }
@@ -362,7 +388,11 @@ mod tests {
         assert_eq!(store.held_back().len(), 1, "rewritten whole");
         let memory = Store::open(None, Path::new("/a/webapp.toml"), "l");
         memory.hold(held("/x", 0xbb), None);
-        assert_eq!(memory.held_back().len(), 1, "kept in memory without a folder");
+        assert_eq!(
+            memory.held_back().len(),
+            1,
+            "kept in memory without a folder"
+        );
         assert!(memory.under_way().is_empty());
     }
 }
