@@ -13,7 +13,16 @@
 //! logged and recompiled, never run. Entries are written to a temporary file
 //! of their own and renamed into place, so concurrent compiles cannot mix
 //! their bytes. One compile per digest at a time: a second request for the
-//! same new version waits for the first and reuses its result.
+//! same new version waits for the first and gets its result, a failure too
+//! (compiling the same bytes on the same engine fails the same way again).
+//! A failure is remembered only for the loads that waited on that compile:
+//! a load after it tries again, so failures cost no memory.
+//!
+//! "Recently used" on disk is the entry's modification time. Reading an
+//! entry sets it, and so does a memory hit (a reload loading the version
+//! that has served all along), at most once per `TOUCH_EVERY` per entry: the
+//! version serving for days must not be the first evicted when a rollout
+//! churns through others, or a restart mid-rollout could not serve it.
 //!
 //! Loading native code from disk is still only as safe as the cache folder:
 //! it must be writable by the host alone (the checks catch accidents, not an
@@ -23,8 +32,9 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
@@ -60,6 +70,14 @@ impl Origin {
 /// Compiled components kept in memory (most recently used first out last).
 const MEMORY_ENTRIES: usize = 64;
 
+/// A memory hit marks the disk entry as used at most this often. The mark
+/// is the file's modification time rather than a map in memory, so it
+/// outlives the process (a restart ranks entries by real use) and any
+/// process sharing the folder sees it; the interval bounds it to one small
+/// write per entry a minute however often reloads load it, while a minute
+/// is nothing against eviction, which ranks entries by use across rollouts.
+const TOUCH_EVERY: Duration = Duration::from_secs(60);
+
 /// The first bytes of every disk entry (and its format's version).
 const MAGIC: &[u8; 8] = b"WHCWASM1";
 /// Magic, the source component's SHA-256, the compiled bytes' SHA-256.
@@ -74,35 +92,95 @@ pub struct CompileCache {
     engine_key: String,
     /// Recently used components by digest, with a use stamp for eviction.
     memory: Mutex<MemoryCache>,
-    /// One lock per digest being loaded: the single flight.
-    loading: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// One gate per digest being loaded: the single flight. Its slot holds
+    /// the load's outcome for the loads waiting on it.
+    loading: Mutex<HashMap<String, Gate>>,
+    /// How often a memory hit marks the disk entry used (`TOUCH_EVERY`;
+    /// tests shorten it).
+    touch_every: Duration,
+    /// Compilations started (what the single flight saves; read by tests).
+    compiles: AtomicU64,
+}
+
+/// The single flight of one digest: whoever holds the lock loads it and
+/// leaves the outcome in the slot for those who waited on the lock.
+type Gate = Arc<Mutex<Option<Outcome>>>;
+
+/// A finished load as its waiters get it.
+type Outcome = std::result::Result<Component, FailedCompile>;
+
+/// A compile's error, kept as text so every waiter gets its own copy
+/// (`wasmtime::Error` cannot be cloned).
+struct FailedCompile {
+    /// The error's messages, outermost first (its `chain()`).
+    chain: Vec<String>,
+}
+
+impl FailedCompile {
+    fn of(error: &wasmtime::Error) -> Self {
+        Self {
+            chain: error.chain().map(ToString::to_string).collect(),
+        }
+    }
+
+    /// The same error again: same message, same causes.
+    fn error(&self) -> wasmtime::Error {
+        let mut messages = self.chain.iter().rev();
+        let root = messages.next().cloned().unwrap_or_default();
+        messages.fold(wasmtime::Error::msg(root), |error, outer| {
+            error.context(outer.clone())
+        })
+    }
+}
+
+/// One component in memory.
+struct Remembered {
+    /// The compiled component (cloning shares it).
+    component: Component,
+    /// The cache's clock at its last use: the least recently used goes.
+    used: u64,
+    /// When its disk entry was last marked used (read, written or touched).
+    touched: Instant,
 }
 
 #[derive(Default)]
 struct MemoryCache {
-    entries: HashMap<String, (Component, u64)>,
+    /// By digest, at most `MEMORY_ENTRIES`.
+    entries: HashMap<String, Remembered>,
+    /// Counts uses, to order them.
     clock: u64,
 }
 
 impl MemoryCache {
-    fn get(&mut self, digest: &str) -> Option<Component> {
+    /// The component `digest`, and whether its disk entry is due to be
+    /// marked used (then counted as marked now).
+    fn get(&mut self, digest: &str, touch_every: Duration) -> Option<(Component, bool)> {
         self.clock += 1;
         let clock = self.clock;
-        self.entries.get_mut(digest).map(|(component, used)| {
-            *used = clock;
-            component.clone()
+        self.entries.get_mut(digest).map(|remembered| {
+            remembered.used = clock;
+            let due = remembered.touched.elapsed() >= touch_every;
+            if due {
+                remembered.touched = Instant::now();
+            }
+            (remembered.component.clone(), due)
         })
     }
 
+    /// Remembers `component`, whose disk entry (if any) was just read or written.
     fn insert(&mut self, digest: &str, component: Component) {
         self.clock += 1;
-        self.entries
-            .insert(digest.to_owned(), (component, self.clock));
+        let remembered = Remembered {
+            component,
+            used: self.clock,
+            touched: Instant::now(),
+        };
+        self.entries.insert(digest.to_owned(), remembered);
         while self.entries.len() > MEMORY_ENTRIES {
             let oldest = self
                 .entries
                 .iter()
-                .min_by_key(|(_, (_, used))| *used)
+                .min_by_key(|(_, remembered)| remembered.used)
                 .map(|(digest, _)| digest.clone())
                 .expect("not empty");
             self.entries.remove(&oldest);
@@ -140,6 +218,39 @@ impl CompileCache {
             engine_key: engine_key(engine),
             memory: Mutex::default(),
             loading: Mutex::default(),
+            touch_every: TOUCH_EVERY,
+            compiles: AtomicU64::new(0),
+        }
+    }
+
+    /// The component `digest` if memory holds it, its disk entry marked
+    /// used when due (see `TOUCH_EVERY`).
+    fn in_memory(&self, digest: &str) -> Option<Component> {
+        let (component, touch) = self
+            .memory
+            .lock()
+            .expect("cache lock")
+            .get(digest, self.touch_every)?;
+        if touch {
+            self.touch(digest);
+        }
+        Some(component)
+    }
+
+    /// Marks `digest`'s disk entry as used now, for eviction (if it exists:
+    /// an evicted entry is not brought back empty).
+    fn touch(&self, digest: &str) {
+        let Some(entry) = self.entry_path(digest) else {
+            return;
+        };
+        let touched = std::fs::File::options()
+            .write(true)
+            .open(&entry)
+            .and_then(|f| f.set_modified(SystemTime::now()));
+        if let Err(e) = touched
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::debug!("cannot mark {} used: {e}", entry.display());
         }
     }
 
@@ -150,7 +261,7 @@ impl CompileCache {
         bytes: &[u8],
         digest: &str,
     ) -> Result<(Component, Origin)> {
-        if let Some(component) = self.memory.lock().expect("cache lock").get(digest) {
+        if let Some(component) = self.in_memory(digest) {
             return Ok((component, Origin::MemoryCache));
         }
         let gate = self
@@ -160,18 +271,28 @@ impl CompileCache {
             .entry(digest.to_owned())
             .or_default()
             .clone();
-        let _only_one = gate.lock().expect("cache lock");
-        // Whoever held the gate before may have just loaded it.
-        if let Some(component) = self.memory.lock().expect("cache lock").get(digest) {
-            return Ok((component, Origin::MemoryCache));
+        // A load that panicked leaves no outcome: the next one loads again.
+        let mut outcome = gate.lock().unwrap_or_else(PoisonError::into_inner);
+        // Whoever held the gate before loaded it: take its result, even a
+        // failure (the same bytes fail the same way).
+        match &*outcome {
+            Some(Ok(component)) => return Ok((component.clone(), Origin::MemoryCache)),
+            Some(Err(failed)) => return Err(failed.error()),
+            None => {}
         }
         let loaded = self.load_uncached(engine, bytes, digest);
-        if let Ok((component, _)) = &loaded {
-            self.memory
-                .lock()
-                .expect("cache lock")
-                .insert(digest, component.clone());
+        match &loaded {
+            Ok((component, _)) => {
+                self.memory
+                    .lock()
+                    .expect("cache lock")
+                    .insert(digest, component.clone());
+                *outcome = Some(Ok(component.clone()));
+            }
+            Err(e) => *outcome = Some(Err(FailedCompile::of(e))),
         }
+        // Loads from now on start afresh; those holding the gate already
+        // read the outcome, and it goes with the last of them.
         self.loading.lock().expect("cache lock").remove(digest);
         loaded
     }
@@ -181,10 +302,7 @@ impl CompileCache {
     fn read_disk(&self, engine: &Engine, digest: &str) -> Option<Component> {
         let entry = self.entry_path(digest)?;
         let component = read_entry(engine, &entry, digest)?;
-        let _ = std::fs::File::options()
-            .write(true)
-            .open(&entry)
-            .and_then(|f| f.set_modified(SystemTime::now()));
+        self.touch(digest);
         Some(component)
     }
 
@@ -203,6 +321,7 @@ impl CompileCache {
             return Ok((component, Origin::DiskCache));
         }
         let entry = self.entry_path(digest);
+        self.compiles.fetch_add(1, Ordering::Relaxed);
         let component = Component::new(engine, bytes)?;
         if let Some(entry) = &entry {
             let written = component
@@ -387,7 +506,7 @@ mod tests {
                 .write(true)
                 .open(&path)
                 .unwrap()
-                .set_modified(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+                .set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
                 .unwrap();
             path
         };
@@ -395,5 +514,137 @@ mod tests {
         cache.evict(&old);
         // 30 bytes over a 25-byte bound: `mid` is the oldest not just written.
         assert!(old.exists() && !mid.exists() && new.exists());
+    }
+
+    /// A valid, empty component whose bytes (and so digest) depend on `tag`:
+    /// the component header and a custom section named `tag`.
+    fn tiny_component(tag: &str) -> Vec<u8> {
+        let mut bytes = b"\0asm\x0d\x00\x01\x00".to_vec();
+        let name = tag.as_bytes();
+        assert!(name.len() < 127, "one-byte LEB128 lengths");
+        bytes.extend([0, name.len() as u8 + 1, name.len() as u8]);
+        bytes.extend(name);
+        bytes
+    }
+
+    /// Sets `path`'s modification time `secs` seconds in the past.
+    fn age(path: &Path, secs: u64) {
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(SystemTime::now() - Duration::from_secs(secs))
+            .unwrap();
+    }
+
+    #[test]
+    fn a_version_used_from_memory_stays_on_disk_while_others_churn() {
+        let engine = Engine::default();
+        let dir = tempfile::tempdir().unwrap();
+        let load = |cache: &CompileCache, tag: &str| {
+            let bytes = tiny_component(tag);
+            let digest = digest(&bytes);
+            let (_, origin) = cache.get_or_compile(&engine, &bytes, &digest).unwrap();
+            (digest, origin)
+        };
+        // Room for two entries, not three (entries differ by a byte or two).
+        let probe = CompileCache::new(&engine, Some(dir.path().join("probe")), u64::MAX);
+        let (probe_digest, _) = load(&probe, "probe");
+        let size = std::fs::metadata(probe.entry_path(&probe_digest).unwrap())
+            .unwrap()
+            .len();
+        let mut cache = CompileCache::new(&engine, Some(dir.path().join("c")), size * 5 / 2);
+        cache.touch_every = Duration::ZERO;
+
+        let (stable, _) = load(&cache, "stable");
+        let (other, _) = load(&cache, "canary 1");
+        // The stable version was compiled long ago, the canary lately...
+        age(&cache.entry_path(&stable).unwrap(), 100);
+        age(&cache.entry_path(&other).unwrap(), 10);
+        // ...and the stable version is used again (a reload loads it).
+        assert_eq!(load(&cache, "stable").1, Origin::MemoryCache);
+        // Another canary passes the bound: the least recently *used* goes.
+        load(&cache, "canary 2");
+        assert!(
+            cache.entry_path(&stable).unwrap().exists(),
+            "the stable version, used from memory, was evicted"
+        );
+        assert!(!cache.entry_path(&other).unwrap().exists());
+    }
+
+    #[test]
+    fn memory_hits_touch_the_disk_entry_at_most_once_a_while() {
+        let engine = Engine::default();
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CompileCache::new(&engine, Some(dir.path().into()), u64::MAX);
+        let bytes = tiny_component("a");
+        let digest = digest(&bytes);
+        cache.get_or_compile(&engine, &bytes, &digest).unwrap();
+        let entry = cache.entry_path(&digest).unwrap();
+        age(&entry, 100);
+        let before = std::fs::metadata(&entry).unwrap().modified().unwrap();
+        // Just written: a memory hit now leaves the file alone.
+        cache.get_or_compile(&engine, &bytes, &digest).unwrap();
+        assert_eq!(
+            std::fs::metadata(&entry).unwrap().modified().unwrap(),
+            before
+        );
+        // Once the interval has passed, the next hit refreshes it.
+        for remembered in cache.memory.lock().unwrap().entries.values_mut() {
+            remembered.touched = remembered
+                .touched
+                .checked_sub(cache.touch_every)
+                .expect("a monotonic clock older than the interval");
+        }
+        cache.get_or_compile(&engine, &bytes, &digest).unwrap();
+        assert!(std::fs::metadata(&entry).unwrap().modified().unwrap() > before);
+    }
+
+    #[test]
+    fn a_failed_compile_is_shared_with_the_loads_waiting_on_it() {
+        let engine = Engine::default();
+        let cache = CompileCache::new(&engine, None, u64::MAX);
+        let broken = b"\0asm\x0d\x00\x01\x00 not a component".to_vec();
+        let digest = digest(&broken);
+        const LOADS: usize = 8;
+        // Hold the digest's gate, as a compile in flight does, until every
+        // load waits on it: then they all wait on one compile.
+        let gate = cache
+            .loading
+            .lock()
+            .unwrap()
+            .entry(digest.clone())
+            .or_default()
+            .clone();
+        let held = gate.lock().unwrap();
+        std::thread::scope(|s| {
+            let loads: Vec<_> = (0..LOADS)
+                .map(|_| s.spawn(|| cache.get_or_compile(&engine, &broken, &digest)))
+                .collect();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            // The map's, ours, and one per waiting load.
+            while Arc::strong_count(&gate) < LOADS + 2 {
+                assert!(Instant::now() < deadline, "loads never waited");
+                std::thread::yield_now();
+            }
+            drop(held);
+            let errors: Vec<String> = loads
+                .into_iter()
+                .map(|l| match l.join().unwrap() {
+                    Ok(_) => panic!("a broken component compiled"),
+                    Err(e) => format!("{e:#}"),
+                })
+                .collect();
+            assert!(errors.iter().all(|e| *e == errors[0]), "{errors:?}");
+        });
+        assert_eq!(
+            cache.compiles.load(Ordering::Relaxed),
+            1,
+            "compile attempts"
+        );
+        // The failure is not remembered past its waiters: a new load tries again.
+        assert!(cache.get_or_compile(&engine, &broken, &digest).is_err());
+        assert_eq!(cache.compiles.load(Ordering::Relaxed), 2);
+        assert!(cache.loading.lock().unwrap().is_empty());
     }
 }

@@ -5,12 +5,23 @@
 //! queries written for the original keep working. Wasm metrics say what the
 //! Flask app could not: how long instantiation takes and how guests fail.
 //! Label values come only from the route table and `labels.rs`.
+//!
+//! Series of what is gone do not stay forever: a version that stopped
+//! serving, and a route a reload removed, are *retired*. A retired version
+//! keeps its series a while (the last minutes of a rollout stay on the
+//! dashboard); a removed route loses its series at once except its change
+//! and decision counters, which stay a while so a scrape sees their last
+//! increments (a reload that removes a route mid-rollout counts a
+//! `superseded` rollback in the same step) and continue if the route comes
+//! back meanwhile. Both go after `RETIRED_KEPT_FOR`, or sooner beyond a
+//! count, so the number of series stays bounded however routes churn.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hyper::StatusCode;
+use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
 use prometheus::{
     Counter, CounterVec, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -66,19 +77,33 @@ impl VersionMeters {
 const STATUS_CLASSES: [&str; 4] = ["2xx", "3xx", "4xx", "5xx"];
 
 /// A version that stopped serving keeps its series this long, so the last
-/// minutes of a rollout stay on the dashboard...
-pub const RETIRED_VERSIONS_KEPT_FOR: Duration = Duration::from_secs(300);
-/// ...but at most this many per route: a route swapped 100 times in a
-/// minute has no more than this many series besides those serving.
+/// minutes of a rollout stay on the dashboard, and so does a removed route
+/// its change and decision counters (a scrape sees their last counts)...
+pub const RETIRED_KEPT_FOR: Duration = Duration::from_secs(300);
+/// ...but at most this many versions per route: a route swapped 100 times
+/// in a minute has no more than this many series besides those serving...
 pub const RETIRED_VERSIONS_KEPT_PER_ROUTE: usize = 3;
+/// ...and at most this many removed routes: a reload storm adding and
+/// removing new paths keeps no more than this many routes' counters.
+pub const REMOVED_ROUTES_KEPT: usize = 32;
 
-/// A version whose series are kept a while after it stopped serving.
+/// Series kept a while after what they measure stopped.
 struct Retired {
-    /// The route and version of the series.
+    /// The route of the series.
     path: String,
-    version: String,
-    /// When it stopped serving.
+    /// The version that stopped serving `path`; `None`: `path` itself was
+    /// removed, and these are its change and decision counters.
+    version: Option<String>,
+    /// When it stopped serving, or the route was removed.
     since: Instant,
+}
+
+impl Retired {
+    /// What the count bound counts this among: the route's retired
+    /// versions, or the removed routes.
+    fn kind(&self) -> Option<&str> {
+        self.version.is_some().then_some(self.path.as_str())
+    }
 }
 
 /// The buckets of the Python client (and so of the original dashboards):
@@ -143,7 +168,8 @@ pub struct Metrics {
     version_duration: HistogramVec,
     version_share: IntGaugeVec,
     rollout_decisions: CounterVec,
-    /// Versions that stopped serving, oldest first, until their series go.
+    /// Versions that stopped serving and removed routes, oldest first,
+    /// until their series go.
     retired: Mutex<VecDeque<Retired>>,
     process: ProcessMetrics,
 }
@@ -443,8 +469,13 @@ impl Metrics {
 
     /// Creates a route's swap and rollout-decision series at zero, so the
     /// first swap or decision is an increase Prometheus can see (and the
-    /// dashboard annotate), not a series born at 1.
+    /// dashboard annotate), not a series born at 1. A route removed lately
+    /// takes its counters back from retirement and continues them.
     pub fn route_added(&self, path: &str) {
+        self.retired
+            .lock()
+            .expect("retired lock")
+            .retain(|r| !(r.path == path && r.version.is_none()));
         for result in ["ok", "rejected"] {
             self.swaps.with_label_values(&[path, result]);
         }
@@ -456,21 +487,36 @@ impl Metrics {
         }
     }
 
-    /// Removes the series `route_added` made for `path`, a route a reload
-    /// removed (its version series retire on their own).
+    /// `path` was removed (by a reload): every series of it goes now but
+    /// its change and decision counters, which are retired (see the module
+    /// docs). Call it after the route's last change was counted.
     pub fn route_removed(&self, path: &str) {
-        for result in ["ok", "rejected"] {
-            let _ = self.swaps.remove_label_values(&[path, result]);
-        }
-        for decision in crate::rollout::Decision::ALL {
-            for reason in crate::rollout::Reason::ALL {
-                let _ = self.rollout_decisions.remove_label_values(&[
-                    path,
-                    decision.name(),
-                    reason.name(),
-                ]);
-            }
-        }
+        self.remove_route_series(path);
+        let mut retired = self.retired.lock().expect("retired lock");
+        // Its versions' series went with the rest.
+        retired.retain(|r| r.path != path);
+        retired.push_back(Retired {
+            path: path.to_owned(),
+            version: None,
+            since: Instant::now(),
+        });
+        self.forget_retired(&mut retired);
+    }
+
+    /// Removes every series of `path` but its change and decision counters.
+    fn remove_route_series(&self, path: &str) {
+        remove_path_series(&self.request_duration, path);
+        remove_path_series(&self.instantiation, path);
+        remove_path_series(&self.guest_failures, path);
+        remove_path_series(&self.component_info, path);
+        remove_path_series(&self.swap_duration, path);
+        remove_path_series(&self.guest_cpu, path);
+        remove_path_series(&self.guest_memory, path);
+        remove_path_series(&self.guest_instances, path);
+        remove_path_series(&self.guest_time, path);
+        remove_path_series(&self.version_requests, path);
+        remove_path_series(&self.version_duration, path);
+        remove_path_series(&self.version_share, path);
     }
 
     /// Counts the end of a rollout on `path`.
@@ -495,7 +541,7 @@ impl Metrics {
         self.retired
             .lock()
             .expect("retired lock")
-            .retain(|r| !(r.path == path && r.version == version));
+            .retain(|r| !(r.path == path && r.version.as_deref() == Some(version)));
         Some(Arc::new(VersionMeters {
             by_class: STATUS_CLASSES.map(|class| {
                 self.version_requests
@@ -515,43 +561,58 @@ impl Metrics {
     }
 
     /// `version` stopped serving `path`: its share reads 0, and its series
-    /// go after a while (see `RETIRED_VERSIONS_KEPT_FOR`).
+    /// go after a while (see `RETIRED_KEPT_FOR`).
     pub fn retire_version(&self, path: &str, version: &str) {
         if !self.per_request {
             return;
         }
         self.set_version_share(path, version, 0);
         let mut retired = self.retired.lock().expect("retired lock");
-        retired.retain(|r| !(r.path == path && r.version == version));
+        retired.retain(|r| !(r.path == path && r.version.as_deref() == Some(version)));
         retired.push_back(Retired {
             path: path.to_owned(),
-            version: version.to_owned(),
+            version: Some(version.to_owned()),
             since: Instant::now(),
         });
         self.forget_retired(&mut retired);
     }
 
-    /// Removes the series of versions retired too long ago, or beyond the
-    /// per-route bound (the oldest first).
+    /// Removes the series of what was retired too long ago, or beyond its
+    /// count bound (the oldest first).
     fn forget_retired(&self, retired: &mut VecDeque<Retired>) {
         let mut kept: VecDeque<Retired> = VecDeque::with_capacity(retired.len());
-        // Newest first, so the bound keeps the latest of each route.
+        let mut counted: HashMap<Option<String>, usize> = HashMap::new();
+        // Newest first, so the bounds keep the latest.
         while let Some(r) = retired.pop_back() {
-            let of_route = kept.iter().filter(|k| k.path == r.path).count();
-            if r.since.elapsed() < RETIRED_VERSIONS_KEPT_FOR
-                && of_route < RETIRED_VERSIONS_KEPT_PER_ROUTE
-            {
+            let count = counted.entry(r.kind().map(str::to_owned)).or_default();
+            let bound = match r.version {
+                Some(_) => RETIRED_VERSIONS_KEPT_PER_ROUTE,
+                None => REMOVED_ROUTES_KEPT,
+            };
+            if r.since.elapsed() < RETIRED_KEPT_FOR && *count < bound {
+                *count += 1;
                 kept.push_front(r);
                 continue;
             }
-            let labels = [r.path.as_str(), r.version.as_str()];
-            for class in STATUS_CLASSES {
-                let _ = self
-                    .version_requests
-                    .remove_label_values(&[&r.path, &r.version, class]);
+            match &r.version {
+                Some(version) => {
+                    let labels = [r.path.as_str(), version.as_str()];
+                    for class in STATUS_CLASSES {
+                        let _ = self
+                            .version_requests
+                            .remove_label_values(&[&r.path, version, class]);
+                    }
+                    let _ = self.version_duration.remove_label_values(&labels);
+                    let _ = self.version_share.remove_label_values(&labels);
+                }
+                None => {
+                    remove_path_series(&self.swaps, &r.path);
+                    remove_path_series(&self.rollout_decisions, &r.path);
+                    // Again: a request in flight at the removal may have
+                    // finished since, recording into its route's series anew.
+                    self.remove_route_series(&r.path);
+                }
             }
-            let _ = self.version_duration.remove_label_values(&labels);
-            let _ = self.version_share.remove_label_values(&labels);
         }
         *retired = kept;
     }
@@ -614,12 +675,30 @@ impl Metrics {
     }
 }
 
+/// Removes every series of `vec` whose `path` label is `path`, whatever its
+/// other labels (a route's requests by method and status, say).
+fn remove_path_series<T: MetricVecBuilder>(vec: &MetricVec<T>, path: &str) {
+    for family in vec.collect() {
+        for metric in family.get_metric() {
+            let labels: HashMap<&str, &str> = metric
+                .get_label()
+                .iter()
+                .map(|l| (l.name(), l.value()))
+                .collect();
+            if labels.get("path") == Some(&path) {
+                let _ = vec.remove(&labels);
+            }
+        }
+    }
+}
+
 /// The content type of [`Metrics::render`]'s output.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rollout::{Decision, Reason};
 
     #[test]
     fn prefix_names_every_http_family() {
@@ -722,7 +801,7 @@ mod tests {
         assert!(has_version(&m.render(), "/a", "v2"));
         // After a while, every retired series goes, at the next scrape.
         let long_ago = Instant::now()
-            .checked_sub(RETIRED_VERSIONS_KEPT_FOR + Duration::from_secs(1))
+            .checked_sub(RETIRED_KEPT_FOR + Duration::from_secs(1))
             .expect("a monotonic clock older than the retention");
         for retired in m.retired.lock().unwrap().iter_mut() {
             retired.since = long_ago;
@@ -736,7 +815,7 @@ mod tests {
     }
 
     #[test]
-    fn a_route_has_its_change_series_from_its_start_to_its_removal() {
+    fn a_route_has_its_change_series_from_its_start() {
         let m = Metrics::new("webapp", true).unwrap();
         m.route_added("/a");
         let text = m.render();
@@ -744,8 +823,121 @@ mod tests {
         assert!(text.contains(
             "webapp_rollout_decisions_total{decision=\"rollback\",path=\"/a\",reason=\"errors\"} 0"
         ));
-        m.route_removed("/a");
+    }
+
+    /// The lines of `text` with a series of `path`.
+    fn series_of<'a>(text: &'a str, path: &str) -> Vec<&'a str> {
+        let label = format!("path=\"{path}\"");
+        text.lines().filter(|l| l.contains(&label)).collect()
+    }
+
+    /// Makes every retirement older than the retention: the next scrape
+    /// forgets them all.
+    fn age_retired(m: &Metrics) {
+        let long_ago = Instant::now()
+            .checked_sub(RETIRED_KEPT_FOR + Duration::from_secs(1))
+            .expect("a monotonic clock older than the retention");
+        for retired in m.retired.lock().unwrap().iter_mut() {
+            retired.since = long_ago;
+        }
+    }
+
+    /// Gives `path` every per-route series: a request, its instance, a
+    /// failure, guest usage, a swap, the serving component.
+    fn serve(m: &Metrics, path: &str) {
+        m.route_added(path);
+        m.observe_request("GET", path, StatusCode::OK, Duration::from_millis(1));
+        m.observe_instantiation(path, Duration::from_micros(40));
+        m.observe_guest_failure("GET", path, "trap", StatusCode::INTERNAL_SERVER_ERROR);
+        m.route_meters(path).unwrap();
+        m.observe_swap(path, true, Duration::from_millis(5));
+        m.set_component(path, None, "d1");
+        m.version_meters(path, "v1")
+            .unwrap()
+            .observe(StatusCode::OK, Duration::from_millis(1));
+        m.set_version_share(path, "v1", 100);
+    }
+
+    /// A reload removing `path` after a rollout there was superseded, as
+    /// `swap.rs` records it.
+    fn remove_mid_rollout(m: &Metrics, path: &str) {
+        m.observe_decision(path, Decision::Rollback, Reason::Superseded);
+        m.retire_version(path, "v1");
+        m.remove_component(path, "d1");
+        m.route_removed(path);
+    }
+
+    const SUPERSEDED: &str =
+        "webapp_rollout_decisions_total{decision=\"rollback\",path=\"/a\",reason=\"superseded\"} 1";
+
+    #[test]
+    fn a_removed_route_keeps_only_its_change_counters_and_those_a_while() {
+        let m = Metrics::new("webapp", true).unwrap();
+        serve(&m, "/a");
+        serve(&m, "/b");
+        let b_before = series_of(&m.render(), "/b").len();
+        remove_mid_rollout(&m, "/a");
         let text = m.render();
-        assert!(!text.contains("path=\"/a\""), "{text}");
+        let left = series_of(&text, "/a");
+        let counters = [
+            "webapp_component_swaps_total{",
+            "webapp_rollout_decisions_total{",
+        ];
+        assert!(
+            left.iter()
+                .all(|l| counters.iter().any(|c| l.starts_with(c))),
+            "{left:#?}"
+        );
+        // The final counts stay for a scrape to see.
+        assert!(text.contains(SUPERSEDED), "{text}");
+        assert!(text.contains("webapp_component_swaps_total{path=\"/a\",result=\"ok\"} 1"));
+        assert_eq!(series_of(&text, "/b").len(), b_before, "another route's");
+        // After the retention, they go too (at the next scrape).
+        age_retired(&m);
+        let text = m.render();
+        assert!(series_of(&text, "/a").is_empty(), "{text}");
+        assert_eq!(series_of(&text, "/b").len(), b_before);
+    }
+
+    #[test]
+    fn a_route_added_again_within_the_retention_continues_its_counters() {
+        let m = Metrics::new("webapp", true).unwrap();
+        serve(&m, "/a");
+        remove_mid_rollout(&m, "/a");
+        m.route_added("/a");
+        age_retired(&m);
+        let text = m.render();
+        assert!(text.contains(SUPERSEDED), "{text}");
+        assert!(text.contains("webapp_component_swaps_total{path=\"/a\",result=\"ok\"} 1"));
+    }
+
+    #[test]
+    fn a_request_finishing_after_its_route_was_removed_leaves_nothing_for_long() {
+        let m = Metrics::new("webapp", true).unwrap();
+        serve(&m, "/a");
+        remove_mid_rollout(&m, "/a");
+        // In flight during the reload, it finishes now.
+        m.observe_request("GET", "/a", StatusCode::OK, Duration::from_millis(1));
+        age_retired(&m);
+        let text = m.render();
+        assert!(series_of(&text, "/a").is_empty(), "{text}");
+    }
+
+    #[test]
+    fn removed_routes_keep_their_counters_only_up_to_a_bound() {
+        let m = Metrics::new("webapp", true).unwrap();
+        let paths: Vec<String> = (0..REMOVED_ROUTES_KEPT + 2)
+            .map(|i| format!("/r{i}"))
+            .collect();
+        for path in &paths {
+            serve(&m, path);
+            m.route_removed(path);
+        }
+        let text = m.render();
+        // The oldest two went; the latest ones stay.
+        for (i, path) in paths.iter().enumerate() {
+            let has = !series_of(&text, path).is_empty();
+            assert_eq!(has, i >= 2, "{path}:\n{text}");
+        }
     }
 }

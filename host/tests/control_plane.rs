@@ -414,3 +414,85 @@ async fn slow_connections_do_not_lock_the_admin_api_out() {
         String::from_utf8_lossy(&answer)
     );
 }
+
+/// The sample lines of `/metrics` text with a series of `path`.
+fn series_of<'a>(text: &'a str, path: &str) -> Vec<&'a str> {
+    let label = format!("path=\"{path}\"");
+    text.lines()
+        .filter(|l| !l.starts_with('#') && l.contains(&label))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_removing_a_route_mid_rollout_leaves_only_its_change_counters() {
+    // Never judged: only the reload ends the rollout.
+    let route = |path: &str, stem: &str| {
+        format!(
+            "[[route]]\npath = \"{path}\"\ncomponent = \"{}\"\n\
+             [route.rollout]\nmin_requests = 1000000\n\n",
+            component(stem).display()
+        )
+    };
+    let both = route("/a", "ep_one") + &route("/b", "ep_two");
+    let host = Host::start(&both, &[]);
+    let canary = std::fs::read(component("ep_three")).unwrap();
+    let (status, answer) = admin(&host, "PUT", "/routes/a/component?canary=50", canary, None).await;
+    assert_eq!(status, 200, "{answer}");
+    let client = client();
+    for path in ["/a", "/b"] {
+        for _ in 0..4 {
+            assert_eq!(get(&client, &host.url(path)).await.0, StatusCode::OK);
+        }
+    }
+    let flask = "webapp_http_request_duration_seconds_bucket{";
+    let text = metrics_text(&host).await;
+    assert!(series_of(&text, "/a").iter().any(|l| l.starts_with(flask)));
+
+    std::fs::write(host.config_path(), route("/b", "ep_two")).unwrap();
+    let (status, reloaded) = admin(&host, "POST", "/reload", vec![], None).await;
+    assert_eq!(status, 200, "{reloaded}");
+    assert_eq!(reloaded["removed"], serde_json::json!(["/a"]));
+    let text = metrics_text(&host).await;
+    let counters = [
+        "webapp_component_swaps_total{",
+        "webapp_rollout_decisions_total{",
+    ];
+    let left = series_of(&text, "/a");
+    assert!(
+        left.iter()
+            .all(|l| counters.iter().any(|c| l.starts_with(c))),
+        "series of the removed route: {left:#?}"
+    );
+    assert!(series_of(&text, "/b").iter().any(|l| l.starts_with(flask)));
+    // The reload's last counts stay for a scrape to see.
+    let superseded = |scrape: &prometheus_parse::Scrape| {
+        value(
+            scrape,
+            "webapp_rollout_decisions_total",
+            &[
+                ("path", "/a"),
+                ("decision", "rollback"),
+                ("reason", "superseded"),
+            ],
+        )
+    };
+    let swaps = |scrape: &prometheus_parse::Scrape| {
+        value(
+            scrape,
+            "webapp_component_swaps_total",
+            &[("path", "/a"), ("result", "ok")],
+        )
+    };
+    let scraped = scrape(&host).await;
+    assert_eq!(superseded(&scraped), 1.0);
+    assert_eq!(swaps(&scraped), 1.0);
+
+    // Back within the retention, the route continues its counters.
+    std::fs::write(host.config_path(), &both).unwrap();
+    let (status, reloaded) = admin(&host, "POST", "/reload", vec![], None).await;
+    assert_eq!(status, 200, "{reloaded}");
+    assert_eq!(reloaded["added"], serde_json::json!(["/a"]));
+    let scraped = scrape(&host).await;
+    assert_eq!(superseded(&scraped), 1.0);
+    assert_eq!(swaps(&scraped), 1.0);
+}
