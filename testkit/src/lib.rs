@@ -431,6 +431,15 @@ pub async fn send(client: &HttpClient, method: Method, url: &str) -> (StatusCode
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
+/// Like [`get`], for a request that may fail on the way (a body cut off,
+/// a connection closed): `None` then.
+pub async fn try_get(client: &HttpClient, url: &str) -> Option<(StatusCode, String)> {
+    let response = client.get(url.parse().ok()?).await.ok()?;
+    let status = response.status();
+    let body = response.into_body().collect().await.ok()?.to_bytes();
+    Some((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
 pub async fn get(client: &HttpClient, url: &str) -> (StatusCode, String) {
     send(client, Method::GET, url).await
 }
