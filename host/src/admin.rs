@@ -38,10 +38,13 @@
 //!   (`127.x.x.x`, `[::1]`): under DNS rebinding it names the attacker's
 //!   domain. Any port is accepted, as the port names no site and a
 //!   port-forward or tunnel listens on a port of its own.
-//! - always, a POST body must be `application/json` (415 otherwise), and
-//!   the JSON endpoint requires the header: a simple request cannot send
-//!   that type. `PUT` needs no such rule: it is not a simple method, so a
-//!   browser preflights it cross-site (and is refused).
+//! - always, a POST may carry no `Content-Type` but `application/json`,
+//!   and the JSON endpoint requires it (415 otherwise): a simple request
+//!   cannot send that type, while a form, `text/plain`, or a typeless blob
+//!   it can. `PUT` needs no such rule: it is not a simple method, so a
+//!   browser asks first (a CORS preflight) before sending it cross-site,
+//!   and is never told yes; same-origin under DNS rebinding, the Host
+//!   check refuses it.
 //!
 //! What one client may cost. The listener has the public one's guards
 //! (`server::http1`): head timeout and size limit, plus a connection cap.
@@ -94,6 +97,9 @@ pub const MAX_CONNECTIONS: usize = 1024;
 /// after the answer, so the client sees the answer before the close.
 const LINGER: Duration = Duration::from_secs(1);
 
+/// A request refused: the status and why (the error answer's message).
+type Refused = (StatusCode, String);
+
 /// What every request is checked against.
 struct Guard {
     /// The bearer token required, if one is configured.
@@ -102,6 +108,8 @@ struct Guard {
     body_timeout: Duration,
 }
 
+/// Serves the admin API on `listener` (for the life of the process), each
+/// request checked against `token` and the body timeout of `limits`.
 pub async fn serve(
     listener: TcpListener,
     control: Arc<Control>,
@@ -120,7 +128,7 @@ pub async fn serve(
             Err(e) => {
                 // Out of file descriptors, usually: wait instead of spinning.
                 tracing::warn!("admin API: accept failed: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
@@ -155,8 +163,10 @@ async fn handle(
     let (parts, mut body) = request.into_parts();
     let mut response = match admit(&parts, guard) {
         Ok(()) => dispatch(control, guard, &parts, &mut body, deadline).await,
-        Err(refused) => refused,
+        Err((status, why)) => error(status, &why),
     };
+    // A chunked body read to its end still says it is not (hyper cannot
+    // tell): that merely costs it the kept-alive connection.
     if !body.is_end_stream() {
         response
             .headers_mut()
@@ -169,41 +179,45 @@ async fn handle(
 /// Whether the request may be served at all: the token when one is
 /// configured, else no sign of a browser (module doc); and a POST body is
 /// JSON.
-#[allow(clippy::result_large_err)]
-fn admit(parts: &Parts, guard: &Guard) -> Result<(), Response<Full<Bytes>>> {
+fn admit(parts: &Parts, guard: &Guard) -> Result<(), Refused> {
     match &guard.token {
         Some(token) if !authorized(&parts.headers, token) => {
-            return Err(error(
+            return Err((
                 StatusCode::UNAUTHORIZED,
-                "a bearer token is required",
+                "a bearer token is required".into(),
             ));
         }
         Some(_) => {}
         None => {
             if let Some(origin) = parts.headers.get(ORIGIN) {
                 tracing::warn!(?origin, "admin API: refused a request from a web page");
-                return Err(error(
+                return Err((
                     StatusCode::FORBIDDEN,
                     "a request with an Origin header comes from a web page: the admin API \
-                     serves none (configure admin.token for other clients)",
+                     serves none (configure admin.token for other clients)"
+                        .into(),
                 ));
             }
             let hosts = parts.headers.get_all(HOST);
-            let named_loopback = |value: &str| is_loopback_authority(value);
+            // One Host, and the request line's authority, if it has one
+            // (`POST http://name/reload`), names the same kind of machine.
             let host_ok = hosts.iter().count() == 1
-                && hosts.iter().all(|h| h.to_str().is_ok_and(named_loopback))
+                && hosts
+                    .iter()
+                    .all(|h| h.to_str().is_ok_and(is_loopback_authority))
                 && parts
                     .uri
                     .authority()
-                    .is_none_or(|a| named_loopback(a.as_str()));
+                    .is_none_or(|a| is_loopback_authority(a.as_str()));
             if !host_ok {
                 let host = parts.headers.get(HOST);
                 tracing::warn!(?host, "admin API: refused a request for another host");
-                return Err(error(
+                return Err((
                     StatusCode::FORBIDDEN,
                     "the Host header must name this machine (localhost, 127.0.0.1 or [::1], \
                      any port): another name is what DNS rebinding sends \
-                     (configure admin.token to call the admin API by other names)",
+                     (configure admin.token to call the admin API by other names)"
+                        .into(),
                 ));
             }
         }
@@ -256,10 +270,10 @@ fn content_type_is_json(headers: &HeaderMap) -> Option<bool> {
     }))
 }
 
-fn not_json() -> Response<Full<Bytes>> {
-    error(
+fn not_json() -> Refused {
+    (
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "a POST body must be sent as Content-Type: application/json",
+        "a POST body must be sent as Content-Type: application/json".into(),
     )
 }
 
@@ -296,7 +310,7 @@ async fn dispatch(
         (&Method::PUT, _, Some(route), "component") => {
             let bytes = match read(body, MAX_UPLOAD_BYTES, "an upload (a component)").await {
                 Ok(bytes) => bytes,
-                Err(refused) => return refused,
+                Err((status, why)) => return error(status, &why),
             };
             answer(
                 control
@@ -313,11 +327,12 @@ async fn dispatch(
             }
             // `admit` refused any other type; here it must also be present.
             if content_type_is_json(&parts.headers).is_none() {
-                return not_json();
+                let (status, why) = not_json();
+                return error(status, &why);
             }
             let body = match read(body, MAX_JSON_BYTES, "a JSON request").await {
                 Ok(bytes) => bytes,
-                Err(refused) => return refused,
+                Err((status, why)) => return error(status, &why),
             };
             match serde_json::from_slice::<FromFile>(&body) {
                 Ok(FromFile {
@@ -360,15 +375,15 @@ async fn read_body<B>(
     deadline: Instant,
     timeout: Duration,
     what: &str,
-) -> Result<Bytes, Response<Full<Bytes>>>
+) -> Result<Bytes, Refused>
 where
     B: Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
 {
     let too_large = || {
-        error(
+        (
             StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("{what} may be at most {}: this body is larger", size(cap)),
+            format!("{what} may be at most {}: this body is larger", size(cap)),
         )
     };
     if body.size_hint().lower() > cap as u64 {
@@ -378,9 +393,9 @@ where
     loop {
         let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
             Err(_) => {
-                return Err(error(
+                return Err((
                     StatusCode::REQUEST_TIMEOUT,
-                    &format!(
+                    format!(
                         "the body did not arrive within {} of the head (admin.body_timeout)",
                         humantime::format_duration(timeout)
                     ),
@@ -388,9 +403,9 @@ where
             }
             Ok(None) => return Ok(bytes.freeze()),
             Ok(Some(Err(e))) => {
-                return Err(error(
+                return Err((
                     StatusCode::BAD_REQUEST,
-                    &format!("cannot read the body: {e}"),
+                    format!("cannot read the body: {e}"),
                 ));
             }
             Ok(Some(Ok(frame))) => frame,
@@ -474,4 +489,107 @@ fn json(status: StatusCode, value: &impl Serialize) -> Response<Full<Bytes>> {
         .headers_mut()
         .insert(CONTENT_TYPE, "application/json".parse().expect("static"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper::body::Frame;
+
+    #[test]
+    fn only_loopback_names_are_a_host_without_a_token() {
+        for host in [
+            "localhost",
+            "LOCALHOST:5001",
+            "localhost:1",
+            "127.0.0.1:5001",
+            "127.0.0.2",
+            "[::1]:5001",
+            "[::ffff:127.0.0.1]:5001",
+        ] {
+            assert!(is_loopback_authority(host), "{host}");
+        }
+        for host in [
+            "",
+            "evil.example:5001",
+            "localhost.evil.example:5001",
+            "127.0.0.1.evil.example",
+            "10.0.0.1:5001",
+            "[::2]:5001",
+            "user@localhost:5001",
+            "localhost:5001/x",
+        ] {
+            assert!(!is_loopback_authority(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn json_is_application_json_with_or_without_parameters() {
+        let of = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(CONTENT_TYPE, value.parse().unwrap());
+            content_type_is_json(&headers)
+        };
+        assert_eq!(content_type_is_json(&HeaderMap::new()), None);
+        assert_eq!(of("application/json"), Some(true));
+        assert_eq!(of("Application/JSON; charset=utf-8"), Some(true));
+        for other in [
+            "text/plain",
+            "application/jsonx",
+            "multipart/form-data; x=application/json",
+        ] {
+            assert_eq!(of(other), Some(false), "{other}");
+        }
+    }
+
+    /// A body of `chunks` with no announced length, like a chunked one.
+    fn chunked(chunks: &[&'static [u8]]) -> impl Body<Data = Bytes, Error = Infallible> + Unpin {
+        let frames: Vec<Result<Frame<Bytes>, Infallible>> = chunks
+            .iter()
+            .map(|c| Ok(Frame::data(Bytes::from_static(c))))
+            .collect();
+        http_body_util::StreamBody::new(futures::stream::iter(frames))
+    }
+
+    async fn read(
+        body: &mut (impl Body<Data = Bytes, Error = Infallible> + Unpin),
+        timeout: Duration,
+    ) -> Result<Bytes, StatusCode> {
+        read_body(body, 10, Instant::now() + timeout, timeout, "a test body")
+            .await
+            .map_err(|(status, _)| status)
+    }
+
+    #[tokio::test]
+    async fn a_body_is_read_whole_within_its_cap() {
+        let second = Duration::from_secs(1);
+        let mut body = chunked(&[b"12345", b"67890"]);
+        assert_eq!(read(&mut body, second).await.unwrap(), "1234567890");
+        // Over the cap: announced, or found while reading.
+        let mut announced = Full::new(Bytes::from_static(b"12345678901"));
+        assert_eq!(
+            read(&mut announced, second).await,
+            Err(StatusCode::PAYLOAD_TOO_LARGE)
+        );
+        let mut body = chunked(&[b"12345", b"678901"]);
+        assert_eq!(
+            read(&mut body, second).await,
+            Err(StatusCode::PAYLOAD_TOO_LARGE)
+        );
+        // Never ending: cut at the deadline.
+        let mut endless = http_body_util::StreamBody::new(futures::stream::pending::<
+            Result<Frame<Bytes>, Infallible>,
+        >());
+        assert_eq!(
+            read(&mut endless, Duration::from_millis(50)).await,
+            Err(StatusCode::REQUEST_TIMEOUT)
+        );
+    }
+
+    #[test]
+    fn caps_are_named_as_people_say_them() {
+        assert_eq!(size(MAX_UPLOAD_BYTES), "64 MiB");
+        assert_eq!(size(MAX_JSON_BYTES), "64 KiB");
+        assert_eq!(size(1000), "1000 bytes");
+    }
 }
