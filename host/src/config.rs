@@ -37,6 +37,9 @@ pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:5001";
+/// Room for the largest upload (64 MiB) at about 1 MiB/s, e.g. through
+/// `kubectl port-forward` from afar.
+pub const DEFAULT_ADMIN_BODY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Fits the Kubernetes cache volume (256 MiB) with room to spare.
 pub const DEFAULT_CACHE_MAX_MIB: u64 = 200;
 
@@ -175,6 +178,22 @@ pub struct AdminSettings {
         hide_env_values = true
     )]
     pub token: Option<String>,
+
+    /// An admin request's body (an upload, a JSON request) must arrive
+    /// within this long after its head; a slower one gets 408 and its
+    /// connection is closed [key: admin.body_timeout; default 60s].
+    #[arg(
+        id = "admin_body_timeout",
+        long = "admin-body-timeout",
+        env = "WEBAPP_ADMIN_BODY_TIMEOUT",
+        value_parser = humantime::parse_duration
+    )]
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub body_timeout: Option<Duration>,
 }
 
 /// `[pool]`: the instance pool, sized once at start.
@@ -294,6 +313,10 @@ pub struct HttpLimits {
     pub max_connections: usize,
     /// Requests inside components at once; beyond it requests get 503.
     pub max_in_flight: usize,
+    /// How long an admin request's body may take to arrive after its head
+    /// (`admin.body_timeout`); then 408. Here, not beside the admin address,
+    /// because like the rest it bounds what one (admin) client may cost.
+    pub admin_body_timeout: Duration,
 }
 
 /// What one request may cost inside its component.
@@ -414,8 +437,9 @@ impl Config {
             bail!("request_timeout (--request-timeout) must be above zero");
         }
         let pool = s.pool.check()?;
-        let http = s.http.check(&pool)?;
-        let (admin_listen, admin_token) = s.admin.check()?;
+        let mut http = s.http.check(&pool)?;
+        let (admin_listen, admin_token, admin_body_timeout) = s.admin.check()?;
+        http.admin_body_timeout = admin_body_timeout;
         let cache_max_mib = s.cache_max_mib.unwrap_or(DEFAULT_CACHE_MAX_MIB);
         if cache_max_mib == 0 {
             bail!(
@@ -504,6 +528,8 @@ impl HttpSettings {
             max_body_bytes: self.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
             max_connections: self.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
             max_in_flight: self.max_in_flight.unwrap_or(pool.max_instances as usize),
+            // The admin section's, set by `Config::parse`.
+            admin_body_timeout: DEFAULT_ADMIN_BODY_TIMEOUT,
         };
         if http.header_read_timeout.is_zero() {
             bail!("http.header_read_timeout (--header-read-timeout) must be above zero");
@@ -523,8 +549,9 @@ impl HttpSettings {
 }
 
 impl AdminSettings {
-    /// Where the admin API listens (if on) and its token (if any).
-    fn check(&self) -> Result<(Option<SocketAddr>, Option<String>)> {
+    /// Where the admin API listens (if on), its token (if any) and how long
+    /// a request body may take.
+    fn check(&self) -> Result<(Option<SocketAddr>, Option<String>, Duration)> {
         let listen = self.enabled.unwrap_or(true).then(|| {
             self.listen
                 .unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.parse().expect("valid default"))
@@ -539,7 +566,11 @@ impl AdminSettings {
                  (admin.token, --admin-token or WEBAPP_ADMIN_TOKEN) or bind it to 127.0.0.1"
             );
         }
-        Ok((listen, token))
+        let body_timeout = self.body_timeout.unwrap_or(DEFAULT_ADMIN_BODY_TIMEOUT);
+        if body_timeout.is_zero() {
+            bail!("admin.body_timeout (--admin-body-timeout) must be above zero");
+        }
+        Ok((listen, token, body_timeout))
     }
 }
 
@@ -913,6 +944,21 @@ component = "b.wasm"
             ..Default::default()
         };
         assert_eq!(parse(&open, &off).unwrap().admin_listen, None);
+    }
+
+    #[test]
+    fn the_admin_body_timeout_is_read_and_checked() {
+        let routes = "[[route]]\npath = \"/a\"\ncomponent = \"a\"\n";
+        let c = parse(routes, &Settings::default()).unwrap();
+        assert_eq!(c.http.admin_body_timeout, DEFAULT_ADMIN_BODY_TIMEOUT);
+        let c = parse(
+            &format!("[admin]\nbody_timeout = \"5s\"\n{routes}"),
+            &Settings::default(),
+        )
+        .unwrap();
+        assert_eq!(c.http.admin_body_timeout, Duration::from_secs(5));
+        let e = err(&format!("[admin]\nbody_timeout = \"0s\"\n{routes}"));
+        assert!(e.contains("admin.body_timeout"), "{e}");
     }
 
     #[test]

@@ -477,7 +477,8 @@ pub async fn get_many(url: String, n: usize, concurrency: usize) -> Vec<(StatusC
     answers
 }
 
-/// A request to the host's admin API with an optional bearer token;
+/// A request to the host's admin API with an optional bearer token (a
+/// POST body is sent as `application/json`);
 /// returns the status and the JSON answer (`Null` if it is not JSON).
 pub async fn admin(
     host: &Host,
@@ -490,6 +491,10 @@ pub async fn admin(
     let mut request = Request::builder().method(method).uri(host.admin_url(path));
     if let Some(token) = token {
         request = request.header("authorization", format!("Bearer {token}"));
+    }
+    // A POST body is JSON, and the admin API requires it to say so.
+    if method == "POST" && !body.is_empty() {
+        request = request.header("content-type", "application/json");
     }
     let response = client
         .request(request.body(Full::new(body.into())).unwrap())
