@@ -81,6 +81,10 @@ pub struct Control {
     generation: watch::Sender<u64>,
     /// Held-back versions and this host's rollouts, kept for a restart.
     store: Store,
+    /// Verdicts the supervisor reached (and stopped the split for) but has
+    /// not carried out yet: a change superseding such a rollout in the
+    /// meantime carries its verdict out instead.
+    pending: std::sync::Mutex<Vec<(Arc<Rollout>, Verdict)>>,
     /// A copy of the owner's knowledge for `GET /routes`, made at the end
     /// of every change: the answer never waits for a change to finish.
     shown: std::sync::Mutex<(u64, HashMap<String, RouteState>)>,
@@ -118,6 +122,7 @@ impl Control {
         owned.generation += 1;
         self.generation.send_replace(owned.generation);
         self.app.metrics().set_generation(owned.generation);
+        self.record(owned);
         self.show(owned);
         owned.generation
     }
@@ -135,7 +140,7 @@ impl Control {
 
     /// Makes `next` serve `endpoint`'s requests and publishes its versions'
     /// shares: the one place a serving route's versions change.
-    fn serve(&self, owned: &Owned, endpoint: &Endpoint, next: Serving) -> Arc<Serving> {
+    fn serve(&self, endpoint: &Endpoint, next: Serving) -> Arc<Serving> {
         let next = Arc::new(next);
         let previous = endpoint.replace(next.clone());
         publish(
@@ -144,9 +149,6 @@ impl Control {
             Some(&previous),
             Some(&next),
         );
-        if previous.candidate.is_some() || next.candidate.is_some() {
-            self.record(owned);
-        }
         previous
     }
 
@@ -293,7 +295,7 @@ impl Control {
         let current = endpoint.serving();
         let from_cache = component.origin != crate::cache::Origin::Compiled;
         let file = file_of(&component);
-        self.supersede(path, &current);
+        self.supersede(owned, path, &current);
         let version = Version::serving(path, component, self.app.metrics());
         let digest = version.component.digest.clone();
         let next = match canary {
@@ -306,7 +308,7 @@ impl Control {
                 )),
             },
         };
-        self.serve(owned, endpoint, next);
+        self.serve(endpoint, next);
         let generation = self.applied(owned);
         let stable = &current.stable.component.digest;
         match canary {
@@ -371,24 +373,11 @@ impl Control {
             Decision::Promote => candidate.clone(),
             Decision::Rollback => serving.stable.clone(),
         };
-        if verdict.decision == Decision::Rollback
-            && let Some(state) = owned.routes.get(endpoint.path.as_ref())
-        {
-            let stable = &serving.stable.component;
-            self.store.hold(
-                Held {
-                    route: endpoint.path.to_string(),
-                    entry: state.entry.clone(),
-                    digest: candidate.component.digest.clone(),
-                    instead: stable.digest.clone(),
-                    reason: HoldReason::RolledBack,
-                    since: unix_seconds(SystemTime::now()),
-                },
-                Some(&stable.bytes),
-            );
+        if verdict.decision == Decision::Rollback {
+            self.hold_back(owned, &endpoint.path, serving);
         }
         let digest = stays.component.digest.clone();
-        self.serve(owned, endpoint, Serving::stable(stays));
+        self.serve(endpoint, Serving::stable(stays));
         let generation = self.applied(owned);
         self.count_decision(&endpoint.path, &candidate.id, verdict);
         Decided {
@@ -403,14 +392,50 @@ impl Control {
         }
     }
 
+    /// Holds the candidate of `serving` back on `path`, with its stable
+    /// version recorded (and its bytes kept) to serve instead.
+    fn hold_back(&self, owned: &Owned, path: &str, serving: &Serving) {
+        let (Some((candidate, _)), Some(state)) = (&serving.candidate, owned.routes.get(path))
+        else {
+            return;
+        };
+        let stable = &serving.stable.component;
+        self.store.keep_bytes(&stable.digest, &stable.bytes);
+        self.store.hold(Held {
+            route: path.to_owned(),
+            entry: state.entry.clone(),
+            digest: candidate.component.digest.clone(),
+            instead: stable.digest.clone(),
+            reason: HoldReason::RolledBack,
+            since: unix_seconds(SystemTime::now()),
+        });
+    }
+
     /// Ends the rollout `serving` holds, if any, because a change replaces
-    /// it: a rollback, `superseded`, counted and logged (nothing held back).
-    fn supersede(&self, path: &str, serving: &Serving) {
-        if let Some((candidate, rollout)) = &serving.candidate {
-            rollout.end();
-            let verdict = Verdict::of(rollout, Decision::Rollback, Reason::Superseded);
-            self.count_decision(path, &candidate.id, &verdict);
+    /// it: a rollback, `superseded`, counted and logged, holding nothing
+    /// back; unless the supervisor had already reached a verdict on it and
+    /// was waiting for the lock to carry it out: then that verdict is what
+    /// ends it (counted as itself, and a rollback holds the candidate back).
+    fn supersede(&self, owned: &Owned, path: &str, serving: &Serving) {
+        let Some((candidate, rollout)) = &serving.candidate else {
+            return;
+        };
+        rollout.end();
+        let verdict = self
+            .take_pending(rollout)
+            .unwrap_or_else(|| Verdict::of(rollout, Decision::Rollback, Reason::Superseded));
+        if verdict.decision == Decision::Rollback && verdict.reason != Reason::Superseded {
+            self.hold_back(owned, path, serving);
         }
+        self.count_decision(path, &candidate.id, &verdict);
+    }
+
+    /// The verdict the supervisor reached on `rollout` and has not carried
+    /// out yet, taken (so it is carried out once).
+    fn take_pending(&self, rollout: &Arc<Rollout>) -> Option<Verdict> {
+        let mut pending = self.pending.lock().expect("pending lock");
+        let at = pending.iter().position(|(r, _)| Arc::ptr_eq(r, rollout))?;
+        Some(pending.swap_remove(at).1)
     }
 
     /// Counts and logs the end of a rollout of `candidate` on `path`.
@@ -503,8 +528,8 @@ impl Control {
                     route = %path,
                     "the file went back to the stable version: the rollout ends"
                 );
-                self.supersede(&path, &serving);
-                self.serve(owned, endpoint, Serving::stable(serving.stable.clone()));
+                self.supersede(owned, &path, &serving);
+                self.serve(endpoint, Serving::stable(serving.stable.clone()));
                 self.applied(owned);
             }
             Action::Serve { canary } => {

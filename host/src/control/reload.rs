@@ -65,14 +65,12 @@ impl Control {
         // Everything is read, decided and loaded before anything changes.
         let mut plans = Vec::with_capacity(config.routes.len());
         for route in &config.routes {
-            let entry = entry_key(&route.component, &route.limits);
-            let before = current.endpoint(&route.path).filter(|e| {
-                owned
-                    .routes
-                    .get(&route.path)
-                    .is_some_and(|s| s.entry == entry)
-                    && e.source == route.component
-            });
+            let entry = entry_key(&route.component);
+            // The route as it serves now, if its entry (component and
+            // limits) is unchanged: then what the owner knows of it stays.
+            let before = current
+                .endpoint(&route.path)
+                .filter(|e| e.source == route.component && e.limits == route.limits);
             let mut state = match before {
                 Some(_) => owned.routes.get(&route.path).cloned().unwrap_or_default(),
                 None => RouteState {
@@ -161,8 +159,8 @@ impl Control {
                         }
                         Plan::Keep => report.unchanged.push(path),
                         Plan::Serve(next) => {
-                            self.supersede(&route.path, &serving);
-                            self.serve(owned, &endpoint, next);
+                            self.supersede(owned, &route.path, &serving);
+                            self.serve(&endpoint, next);
                             report.changed.push(path)
                         }
                     }
@@ -176,7 +174,7 @@ impl Control {
                             report.added.push(path);
                         }
                         Some(old) => {
-                            self.supersede(&route.path, old);
+                            self.supersede(owned, &route.path, old);
                             let same = old.candidate.is_none()
                                 && old.stable.component.digest == next.stable.component.digest
                                 && current.endpoint(&route.path).map(|e| e.limits)
@@ -200,7 +198,7 @@ impl Control {
             if !states.contains_key(old.path.as_ref()) {
                 report.removed.push(old.path.to_string());
                 let serving = old.serving();
-                self.supersede(&old.path, &serving);
+                self.supersede(owned, &old.path, &serving);
                 publish(metrics, &old.path, Some(&serving), None);
                 metrics.route_removed(&old.path);
                 metrics.set_held_back(&old.path, None);
@@ -208,7 +206,6 @@ impl Control {
         }
         self.app.replace_routes(RouteSet::new(endpoints));
         owned.routes = states;
-        self.record(owned);
         report.generation = self.applied(owned);
         tracing::info!(
             generation = report.generation,

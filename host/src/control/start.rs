@@ -42,7 +42,7 @@ impl Control {
         let mut routes = HashMap::new();
         let mut endpoints = Vec::new();
         for route in &config.routes {
-            let entry = entry_key(&route.component, &route.limits);
+            let entry = entry_key(&route.component);
             let mut state = RouteState {
                 entry: entry.clone(),
                 ..RouteState::default()
@@ -119,6 +119,7 @@ impl Control {
             }),
             generation: watch::Sender::new(0),
             store,
+            pending: Default::default(),
             shown: Default::default(),
         };
         let metrics = control.app.metrics();

@@ -47,8 +47,8 @@ pub enum HoldReason {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Held {
     pub route: String,
-    /// The route's entry when it was held (`entry_key`): a changed entry
-    /// releases it.
+    /// The route's component when it was held (`entry_key`): another
+    /// component file or pattern releases it.
     pub entry: String,
     /// The version held back.
     pub digest: String,
@@ -70,10 +70,12 @@ pub struct UnderWay {
     pub share: u8,
 }
 
-/// A route's entry as a key: its component (file or pattern) and limits,
-/// the parts whose change makes a route new.
-pub fn entry_key(component: &Path, limits: &crate::config::GuestLimits) -> String {
-    let text = format!("{}\n{limits:?}", component.display());
+/// A route's entry as holds see it: its component (file or pattern). A
+/// change of limits (a longer timeout, say) releases nothing: a version
+/// rolled back for its timeouts must not come back whole because the
+/// timeout was raised.
+pub fn entry_key(component: &Path) -> String {
+    let text = component.display().to_string();
     crate::cache::digest(text.as_bytes())[..16].to_owned()
 }
 
@@ -132,44 +134,56 @@ impl Store {
 
     /// The versions held back on any route, as every host recorded them.
     pub fn held_back(&self) -> Vec<Held> {
+        let mut held = self.memory.lock().expect("held-back lock").clone();
         let Some(dir) = &self.dir else {
-            return self.memory.lock().expect("held-back lock").clone();
+            return held;
         };
-        let held: Vec<Held> = read_json(&dir.join("held-back.json")).unwrap_or_default();
-        held.into_iter()
-            .filter(|h| is_digest(&h.digest) && is_digest(&h.instead))
-            .collect()
+        let recorded: Vec<Held> = read_json(&dir.join("held-back.json")).unwrap_or_default();
+        for h in recorded {
+            if is_digest(&h.digest)
+                && is_digest(&h.instead)
+                && !held.iter().any(|m| m.route == h.route && m.digest == h.digest)
+            {
+                held.push(h);
+            }
+        }
+        held
     }
 
-    /// Changes the shared held-back list with `change`, one host at a time.
-    fn change_held(&self, change: impl FnOnce(&mut Vec<Held>)) {
-        let Some(dir) = &self.dir else {
-            change(&mut self.memory.lock().expect("held-back lock"));
-            return;
-        };
+    /// Changes the held-back list with `change`: this process's copy
+    /// (which lasts while it runs, whatever the disk does), then the shared
+    /// file, one host at a time.
+    fn change_held(&self, change: impl Fn(&mut Vec<Held>)) {
+        change(&mut self.memory.lock().expect("held-back lock"));
+        let Some(dir) = &self.dir else { return };
         let changed = (|| {
             let lock = File::create(dir.join("held-back.lock"))?;
-            lock.lock()?;
+            lock_within(&lock, LOCK_WITHIN)?;
             let path = dir.join("held-back.json");
-            let mut held: Vec<Held> = read_json(&path).unwrap_or_default();
+            let mut held: Vec<Held> = match read_json(&path) {
+                Some(held) => held,
+                None if path.exists() => {
+                    // Damaged: kept aside for a human, not overwritten blind.
+                    let _ = std::fs::rename(&path, path.with_extension("json.damaged"));
+                    Vec::new()
+                }
+                None => Vec::new(),
+            };
             change(&mut held);
             write_durably(&path, &serde_json::to_vec_pretty(&held)?)
         })();
         if let Err(e) = changed {
             tracing::warn!(
-                "cannot record held-back versions in {}: {e}; this host still holds them back \
-                 until it stops",
+                "cannot record held-back versions in {}: {e}; this host holds them back until \
+                 it stops, other hosts and a restart do not know",
                 dir.display()
             );
         }
     }
 
     /// Holds `held` back (replacing an older record of the same version on
-    /// the same route), keeping `instead_bytes` to serve instead.
-    pub fn hold(&self, held: Held, instead_bytes: Option<&[u8]>) {
-        if let Some(bytes) = instead_bytes {
-            self.keep_bytes(&held.instead, bytes);
-        }
+    /// the same route).
+    pub fn hold(&self, held: Held) {
         self.change_held(|list| {
             list.retain(|h| !(h.route == held.route && h.digest == held.digest));
             list.push(held.clone());
@@ -255,6 +269,24 @@ impl Store {
     }
 }
 
+/// How long a host waits for another to finish changing the shared file.
+const LOCK_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Takes `lock` within `within`, or fails: a hung host (or any process
+/// holding the lock) must not stall this one's control plane.
+fn lock_within(lock: &File, within: std::time::Duration) -> std::io::Result<()> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        match lock.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => return Err(std::io::Error::other(e)),
+        }
+    }
+}
+
 /// Whether `text` is a digest as this host writes them (64 lowercase hex):
 /// anything else in a state file is damage, ignored.
 fn is_digest(text: &str) -> bool {
@@ -314,7 +346,7 @@ mod tests {
         let one = Store::open(Some(dir.path()), Path::new("/a/webapp.toml"), "127.0.0.1:0");
         let two = Store::open(Some(dir.path()), Path::new("/a/webapp.toml"), "127.0.0.1:1");
         let other = Store::open(Some(dir.path()), Path::new("/b/webapp.toml"), "127.0.0.1:0");
-        one.hold(held("/x", 0xbb), Some(b"stable bytes"));
+        one.hold(held("/x", 0xbb));
         assert_eq!(two.held_back(), vec![held("/x", 0xbb)]);
         assert!(
             other.held_back().is_empty(),
@@ -338,9 +370,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(Some(dir.path()), Path::new("/a/webapp.toml"), "l");
         for i in 0..MAX_HELD_PER_ROUTE + 3 {
-            store.hold(held("/x", i as u8), None);
+            store.hold(held("/x", i as u8));
         }
-        store.hold(held("/y", 0xff), None);
+        store.hold(held("/y", 0xff));
         let list = store.held_back();
         assert_eq!(
             list.iter().filter(|h| h.route == "/x").count(),
@@ -384,10 +416,10 @@ mod tests {
         let path = store.dir.as_ref().unwrap().join("held-back.json");
         std::fs::write(&path, b"{ not json").unwrap();
         assert!(store.held_back().is_empty());
-        store.hold(held("/x", 0xbb), None);
+        store.hold(held("/x", 0xbb));
         assert_eq!(store.held_back().len(), 1, "rewritten whole");
         let memory = Store::open(None, Path::new("/a/webapp.toml"), "l");
-        memory.hold(held("/x", 0xbb), None);
+        memory.hold(held("/x", 0xbb));
         assert_eq!(
             memory.held_back().len(),
             1,
