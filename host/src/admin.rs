@@ -36,7 +36,7 @@ use tokio::sync::Semaphore;
 
 use crate::component_file;
 use crate::config::{HttpLimits, check_canary_share};
-use crate::rollout::Decision;
+use crate::judge::Decision;
 use crate::server;
 use crate::swap::{Control, Source, SwapError};
 

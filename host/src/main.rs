@@ -5,7 +5,7 @@
 //! serves a route, read with bounds), `engine` + `cache` (wasmtime
 //! engine, linker, component loading, compiled-code cache), `state`
 //! (per-request store data and limits), `guest` (one request through one
-//! component), `rollout` + `rollout_file` (canary versions: split, judged, kept for a restart), `body` (request and response body guards), `routes` +
+//! component), `rollout` + `judge` + `rollout_file` (canary versions: split, judged, kept for a restart), `body` (request and response body guards), `routes` +
 //! `labels` (pure rules), `usage` (what a guest costs), `metrics` +
 //! `process` (what /metrics shows), `app`
 //! (the routes served and one request end to end), `server` (connections and
@@ -21,6 +21,7 @@ mod component_file;
 mod config;
 mod engine;
 mod guest;
+mod judge;
 mod labels;
 mod metrics;
 mod process;

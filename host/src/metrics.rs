@@ -435,8 +435,8 @@ impl Metrics {
         for result in ["ok", "rejected"] {
             self.swaps.with_label_values(&[path, result]);
         }
-        for decision in crate::rollout::Decision::ALL {
-            for reason in crate::rollout::Reason::ALL {
+        for decision in crate::judge::Decision::ALL {
+            for reason in crate::judge::Reason::ALL {
                 self.rollout_decisions
                     .with_label_values(&[path, decision.name(), reason.name()]);
             }
@@ -449,8 +449,8 @@ impl Metrics {
         for result in ["ok", "rejected"] {
             let _ = self.swaps.remove_label_values(&[path, result]);
         }
-        for decision in crate::rollout::Decision::ALL {
-            for reason in crate::rollout::Reason::ALL {
+        for decision in crate::judge::Decision::ALL {
+            for reason in crate::judge::Reason::ALL {
                 let _ = self.rollout_decisions.remove_label_values(&[
                     path,
                     decision.name(),
@@ -464,8 +464,8 @@ impl Metrics {
     pub fn observe_decision(
         &self,
         path: &str,
-        decision: crate::rollout::Decision,
-        reason: crate::rollout::Reason,
+        decision: crate::judge::Decision,
+        reason: crate::judge::Reason,
     ) {
         self.rollout_decisions
             .with_label_values(&[path, decision.name(), reason.name()])

@@ -45,8 +45,9 @@ use crate::app::{App, Endpoint, RouteSet};
 use crate::component_file;
 use crate::config::{Config, RouteConfig, Settings};
 use crate::engine::{LoadedComponent, WasmEngine};
+use crate::judge::{Decision, Reason};
 use crate::metrics::Metrics;
-use crate::rollout::{Decision, Figures, Phase, Reason, Rollout, Serving, Verdict, Version};
+use crate::rollout::{Figures, Phase, Rollout, Serving, Verdict, Version};
 use crate::rollout_file::{RolloutFile, UnderWay};
 
 /// What to swap in.
@@ -199,7 +200,7 @@ pub struct RolloutInfo {
     /// How it is judged.
     pub min_requests: u64,
     pub error_margin_percent: f64,
-    pub p99_margin_percent: f64,
+    pub latency_margin_percent: f64,
     pub healthy_for_seconds: f64,
 }
 
@@ -425,7 +426,7 @@ impl Control {
                         candidate: candidate_figures,
                         min_requests: policy.min_requests,
                         error_margin_percent: policy.error_margin * 100.0,
-                        p99_margin_percent: policy.p99_margin * 100.0,
+                        latency_margin_percent: policy.latency_margin * 100.0,
                         healthy_for_seconds: policy.healthy_for.as_secs_f64(),
                     }
                 });
@@ -829,14 +830,15 @@ fn file_of(component: &LoadedComponent) -> String {
 }
 
 /// A policy in words, for the log.
-fn describe(policy: &crate::rollout::Policy) -> String {
+fn describe(policy: &crate::judge::Policy) -> String {
     format!(
-        "rolled back if its 5xx share exceeds the stable version's by {:.1} points or its p99 \
-         by {:.0} %, after {} requests; promoted after {:?} healthy",
+        "rolled back once it is surely worse than the stable version by more than {:.1} points \
+         of 5xx share or {:.0} % of latency; promoted after {:?} healthy, with {} answers from \
+         each version",
         policy.error_margin * 100.0,
-        policy.p99_margin * 100.0,
+        policy.latency_margin * 100.0,
+        policy.healthy_for,
         policy.min_requests,
-        policy.healthy_for
     )
 }
 
