@@ -90,7 +90,7 @@ async fn every_panel_query_returns_what_the_demo_implies() {
     let config = config_text("", &routes).replacen(
         &ep_one_route,
         &format!(
-            "{ep_one_route}[route.rollout]\np99_margin_percent = 1000\nhealthy_for = \"10m\"\n"
+            "{ep_one_route}[route.rollout]\nlatency_margin_percent = 1000\nhealthy_for = \"10m\"\n"
         ),
         1,
     );

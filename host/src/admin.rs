@@ -79,7 +79,7 @@ use tokio::time::Instant;
 use crate::component_file;
 use crate::config::{HttpLimits, check_canary_share};
 use crate::control::{Control, Source, SwapError};
-use crate::rollout::Decision;
+use crate::judge::Decision;
 use crate::server;
 
 /// The largest component an upload may carry (and a named file may be).

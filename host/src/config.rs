@@ -23,7 +23,7 @@ use toml::Spanned;
 use wasmtime::{Result, bail, format_err};
 
 use crate::component_file;
-use crate::rollout::{DEFAULT_POLICY, Policy};
+use crate::judge::{DEFAULT_POLICY, Policy};
 use crate::routes::check_route_path;
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:5000";
@@ -265,9 +265,11 @@ pub struct FileRollout {
     canary: Option<i64>,
     min_requests: Option<u64>,
     error_margin_percent: Option<f64>,
-    p99_margin_percent: Option<f64>,
+    latency_margin_percent: Option<f64>,
     #[serde(default, with = "humantime_serde")]
     healthy_for: Option<Duration>,
+    /// The key `latency_margin_percent` replaced: read only to say so.
+    p99_margin_percent: Option<toml::Value>,
 }
 
 /// Everything the host needs to start, resolved and checked.
@@ -645,6 +647,13 @@ pub fn check_canary_share(share: i64) -> std::result::Result<u8, String> {
 impl FileRollout {
     fn check(&self) -> std::result::Result<RolloutConfig, String> {
         let canary = self.canary.map(check_canary_share).transpose()?;
+        if self.p99_margin_percent.is_some() {
+            return Err(
+                "p99_margin_percent is no longer a key: the judge compares whole latency \
+                        distributions now; latency_margin_percent is the slowdown it tolerates"
+                    .into(),
+            );
+        }
         let percent = |key: &str, value: Option<f64>, default: f64| match value {
             None => Ok(default),
             Some(v) if v.is_finite() && v >= 0.0 => Ok(v / 100.0),
@@ -660,10 +669,10 @@ impl FileRollout {
                 self.error_margin_percent,
                 DEFAULT_POLICY.error_margin,
             )?,
-            p99_margin: percent(
-                "p99_margin_percent",
-                self.p99_margin_percent,
-                DEFAULT_POLICY.p99_margin,
+            latency_margin: percent(
+                "latency_margin_percent",
+                self.latency_margin_percent,
+                DEFAULT_POLICY.latency_margin,
             )?,
             healthy_for: match self.healthy_for {
                 Some(d) if d.is_zero() => return Err("healthy_for must be above zero".into()),
@@ -873,7 +882,7 @@ component = "b.wasm"
     fn routes_take_their_rollout_settings_or_the_defaults() {
         let text = "[[route]]\npath = \"/a\"\ncomponent = \"a.wasm\"\n[route.rollout]\n\
                     canary = 10\nmin_requests = 200\nerror_margin_percent = 2.5\n\
-                    p99_margin_percent = 20\nhealthy_for = \"5m\"\n\
+                    latency_margin_percent = 20\nhealthy_for = \"5m\"\n\
                     [[route]]\npath = \"/b\"\ncomponent = \"b.wasm\"\n";
         let c = parse(text, &Settings::default()).unwrap();
         assert_eq!(
@@ -883,7 +892,7 @@ component = "b.wasm"
                 policy: Policy {
                     min_requests: 200,
                     error_margin: 0.025,
-                    p99_margin: 0.2,
+                    latency_margin: 0.2,
                     healthy_for: Duration::from_secs(300),
                 },
             }
@@ -904,7 +913,14 @@ component = "b.wasm"
                 "error_margin_percent = -1.0",
                 "error_margin_percent must be",
             ),
-            ("p99_margin_percent = nan", "p99_margin_percent must be"),
+            (
+                "latency_margin_percent = nan",
+                "latency_margin_percent must be",
+            ),
+            (
+                "p99_margin_percent = 50",
+                "latency_margin_percent is the slowdown",
+            ),
             ("healthy_for = \"0s\"", "healthy_for must be above zero"),
         ] {
             let e = err(&format!("{route}{bad}\n"));

@@ -23,6 +23,7 @@ mod config;
 mod control;
 mod engine;
 mod guest;
+mod judge;
 mod labels;
 mod metrics;
 mod process;

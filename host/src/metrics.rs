@@ -479,8 +479,8 @@ impl Metrics {
         for result in ["ok", "rejected"] {
             self.swaps.with_label_values(&[path, result]);
         }
-        for decision in crate::rollout::Decision::ALL {
-            for reason in crate::rollout::Reason::ALL {
+        for decision in crate::judge::Decision::ALL {
+            for reason in crate::judge::Reason::ALL {
                 self.rollout_decisions
                     .with_label_values(&[path, decision.name(), reason.name()]);
             }
@@ -523,8 +523,8 @@ impl Metrics {
     pub fn observe_decision(
         &self,
         path: &str,
-        decision: crate::rollout::Decision,
-        reason: crate::rollout::Reason,
+        decision: crate::judge::Decision,
+        reason: crate::judge::Reason,
     ) {
         self.rollout_decisions
             .with_label_values(&[path, decision.name(), reason.name()])
@@ -698,7 +698,7 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rollout::{Decision, Reason};
+    use crate::judge::{Decision, Reason};
 
     #[test]
     fn prefix_names_every_http_family() {

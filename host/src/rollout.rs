@@ -7,55 +7,24 @@
 //! its start, and runs wholly on it. The split is exact, not random: of
 //! every 100 requests in a row, `share` go to the candidate.
 //!
-//! Judging compares the two versions over the same period (since the
-//! rollout started): the candidate is rolled back when its share of 5xx
-//! answers, or its p99 latency, is above the stable version's by more than
-//! the route's margin, once it has answered `min_requests` (one early error
-//! is not a verdict); it is promoted once `healthy_for` has passed since the
-//! rollout started, if it has answered `min_requests` by then and every
-//! judgement since found it healthy (any that did not rolled it back). This
-//! module decides; `swap.rs` carries decisions out.
+//! Judging (`judge.rs`) compares the two versions over the same period,
+//! since the rollout started: the candidate is rolled back as soon as a
+//! sequential test finds it worse than stable by more than the route's
+//! margins (5xx share, or latency in its typical answers or its slowest
+//! tenth), and promoted once `healthy_for` has passed with both versions
+//! having answered `min_requests` and no test against it. This module
+//! records the answers and asks; `swap.rs` carries decisions out.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use hdrhistogram::Histogram;
 use hyper::StatusCode;
 use serde::Serialize;
 
 use crate::engine::LoadedComponent;
+use crate::judge::{self, Decision, Evidence, Policy, Reason};
 use crate::metrics::{Metrics, VersionMeters};
-
-/// How a route's canaries are judged (`[route.rollout]` in the config).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Policy {
-    /// Requests the candidate must answer before any verdict.
-    pub min_requests: u64,
-    /// Rolled back when the candidate's 5xx share exceeds the stable
-    /// version's by more than this (a fraction: 0.05 is 5 points).
-    pub error_margin: f64,
-    /// Rolled back when the candidate's p99 exceeds the stable version's by
-    /// more than this fraction of it (0.5: 50 % slower).
-    pub p99_margin: f64,
-    /// Promoted once this long has passed since the rollout started, with
-    /// `min_requests` answered and every judgement healthy.
-    pub healthy_for: Duration,
-}
-
-pub const DEFAULT_POLICY: Policy = Policy {
-    min_requests: 50,
-    error_margin: 0.05,
-    p99_margin: 0.5,
-    healthy_for: Duration::from_secs(60),
-};
-
-/// Latency differences below this are noise, whatever the margin says: a
-/// version answering in 1 ms is not "slower" than one answering in 0.5 ms.
-pub const P99_NOISE: Duration = Duration::from_millis(5);
-
-/// The stable version needs this many requests before its p99 is compared.
-const MIN_STABLE_SAMPLES: u64 = 20;
 
 /// One component version serving a route, with its per-version series.
 pub struct Version {
@@ -152,70 +121,15 @@ pub struct Rollout {
     candidate_answers: Answers,
 }
 
-/// What decided a rollout; the `reason` label of the decision metric.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Reason {
-    /// Too many more 5xx answers than the stable version.
-    Errors,
-    /// p99 latency too far above the stable version's.
-    Latency,
-    /// Healthy for the whole healthy period.
-    Healthy,
-    /// Asked for through the admin API.
-    Manual,
-    /// Another change to the route replaced the rollout.
-    Superseded,
-}
-
-impl Reason {
-    pub const ALL: [Reason; 5] = [
-        Reason::Errors,
-        Reason::Latency,
-        Reason::Healthy,
-        Reason::Manual,
-        Reason::Superseded,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Errors => "errors",
-            Self::Latency => "latency",
-            Self::Healthy => "healthy",
-            Self::Manual => "manual",
-            Self::Superseded => "superseded",
-        }
-    }
-}
-
-/// The end of a rollout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Decision {
-    /// The candidate becomes the stable version.
-    Promote,
-    /// The candidate stops serving; the stable version takes every request.
-    Rollback,
-}
-
-impl Decision {
-    pub const ALL: [Decision; 2] = [Decision::Promote, Decision::Rollback];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Promote => "promote",
-            Self::Rollback => "rollback",
-        }
-    }
-}
-
 /// Where a rollout stands, for `GET /routes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
-    /// The candidate has answered fewer than `min_requests`.
+    /// A version has answered fewer than `min_requests`: not promoted yet
+    /// (a rollback may already come).
     Gathering,
-    /// Judged healthy so far; promoted once `healthy_for` has passed.
+    /// Enough evidence and judged healthy so far; promoted once
+    /// `healthy_for` has passed.
     Healthy,
     /// Decided; the decision is being carried out.
     Ended,
@@ -227,10 +141,21 @@ pub struct Figures {
     pub requests: u64,
     /// Answers with a 5xx status (guest failures included).
     pub errors: u64,
+    /// Latency quantiles (the judge's tail test is about the p90).
+    pub p90_seconds: f64,
     pub p99_seconds: f64,
 }
 
 impl Figures {
+    fn of(evidence: &Evidence) -> Self {
+        Self {
+            requests: evidence.requests,
+            errors: evidence.errors,
+            p90_seconds: evidence.latency_at(0.9).as_secs_f64(),
+            p99_seconds: evidence.latency_at(0.99).as_secs_f64(),
+        }
+    }
+
     fn error_share(&self) -> f64 {
         if self.requests == 0 {
             0.0
@@ -244,59 +169,39 @@ impl std::fmt::Display for Figures {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} requests, {} 5xx ({:.1} %), p99 {:.1} ms",
+            "{} requests, {} 5xx ({:.1} %), p90 {:.1} ms, p99 {:.1} ms",
             self.requests,
             self.errors,
             self.error_share() * 100.0,
+            self.p90_seconds * 1e3,
             self.p99_seconds * 1e3
         )
     }
 }
 
-/// Answers of one version: counts, and latencies for the p99.
-struct Answers {
-    /// Answers recorded.
-    requests: AtomicU64,
-    /// Of which 5xx.
-    errors: AtomicU64,
-    /// Microseconds, 1 µs to 1 hour at 2 significant digits (a few KiB).
-    latency: Mutex<Histogram<u64>>,
-}
+/// What one version answered, as the judge weighs it. One short lock per
+/// answer (counts and histogram together); the judge copies it out.
+struct Answers(Mutex<Evidence>);
 
 impl Answers {
     fn new() -> Self {
-        Self {
-            requests: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
-            latency: Mutex::new(
-                Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid histogram bounds"),
-            ),
-        }
+        Self(Mutex::new(Evidence::new()))
     }
 
+    /// Records one answer; returns the answers recorded now.
     fn record(&self, status: StatusCode, elapsed: Duration) -> u64 {
-        if status.is_server_error() {
-            self.errors.fetch_add(1, Ordering::Relaxed);
-        }
-        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        self.latency
+        self.0
             .lock()
-            .expect("latency lock")
-            .saturating_record(micros.max(1));
-        self.requests.fetch_add(1, Ordering::Relaxed) + 1
+            .expect("answers lock")
+            .record(status.is_server_error(), elapsed)
     }
 
-    fn figures(&self) -> Figures {
-        let p99 = self
-            .latency
-            .lock()
-            .expect("latency lock")
-            .value_at_quantile(0.99);
-        Figures {
-            requests: self.requests.load(Ordering::Relaxed),
-            errors: self.errors.load(Ordering::Relaxed),
-            p99_seconds: p99 as f64 / 1e6,
-        }
+    fn snapshot(&self) -> Evidence {
+        self.0.lock().expect("answers lock").clone()
+    }
+
+    fn requests(&self) -> u64 {
+        self.0.lock().expect("answers lock").requests
     }
 }
 
@@ -319,14 +224,7 @@ impl Verdict {
     /// `decision` for `reason` on `rollout`, with its figures now.
     pub fn of(rollout: &Rollout, decision: Decision, reason: Reason) -> Self {
         let (stable, candidate) = rollout.figures();
-        Self {
-            decision,
-            reason,
-            stable,
-            candidate,
-            age: rollout.started.elapsed(),
-            since_first_request: rollout.first_request.get().map(Instant::elapsed),
-        }
+        rollout.verdict(decision, reason, stable, candidate)
     }
 }
 
@@ -363,69 +261,77 @@ impl Rollout {
         }
     }
 
-    /// Records one answer; true when a verdict may now be due (the
-    /// candidate has answered enough to be judged).
+    /// Records one answer; true when a verdict may be due now: after each
+    /// of the candidate's first answers, then on the judge's schedule
+    /// ([`judge::look_due`]). Stable's answers alone wait for the
+    /// supervisor's timer.
     pub fn record(&self, arm: Arm, status: StatusCode, elapsed: Duration) -> bool {
         match arm {
             Arm::Stable => {
                 self.stable_answers.record(status, elapsed);
                 false
             }
-            Arm::Candidate => {
-                self.candidate_answers.record(status, elapsed) >= self.policy.min_requests
-            }
+            Arm::Candidate => judge::look_due(self.candidate_answers.record(status, elapsed)),
         }
+    }
+
+    /// Both versions' evidence since the start: (stable, candidate).
+    fn evidence(&self) -> (Evidence, Evidence) {
+        (
+            self.stable_answers.snapshot(),
+            self.candidate_answers.snapshot(),
+        )
     }
 
     /// Both versions' figures since the start: (stable, candidate).
     pub fn figures(&self) -> (Figures, Figures) {
-        (
-            self.stable_answers.figures(),
-            self.candidate_answers.figures(),
-        )
+        let (stable, candidate) = self.evidence();
+        (Figures::of(&stable), Figures::of(&candidate))
     }
 
     pub fn phase(&self) -> Phase {
+        let evidence = self
+            .stable_answers
+            .requests()
+            .min(self.candidate_answers.requests());
         if self.ended.load(Ordering::Relaxed) {
             Phase::Ended
-        } else if self.candidate_answers.requests.load(Ordering::Relaxed) < self.policy.min_requests
-        {
+        } else if evidence < self.policy.min_requests {
             Phase::Gathering
         } else {
             Phase::Healthy
         }
     }
 
-    /// The verdict the figures give now, if any.
+    /// The verdict the evidence gives now, if any (`judge::verdict`).
     pub fn judge(&self) -> Option<Verdict> {
-        let (stable, candidate) = self.figures();
-        let verdict = |decision, reason| {
-            Some(Verdict {
-                decision,
-                reason,
-                stable,
-                candidate,
-                age: self.started.elapsed(),
-                since_first_request: self.first_request.get().map(Instant::elapsed),
-            })
-        };
-        if candidate.requests < self.policy.min_requests {
-            return None;
+        let (stable, candidate) = self.evidence();
+        let healthy_period_over = self.started.elapsed() >= self.policy.healthy_for;
+        let (decision, reason) =
+            judge::verdict(&self.policy, &stable, &candidate, healthy_period_over)?;
+        Some(self.verdict(
+            decision,
+            reason,
+            Figures::of(&stable),
+            Figures::of(&candidate),
+        ))
+    }
+
+    fn verdict(
+        &self,
+        decision: Decision,
+        reason: Reason,
+        stable: Figures,
+        candidate: Figures,
+    ) -> Verdict {
+        Verdict {
+            decision,
+            reason,
+            stable,
+            candidate,
+            age: self.started.elapsed(),
+            since_first_request: self.first_request.get().map(Instant::elapsed),
         }
-        if candidate.error_share() > stable.error_share() + self.policy.error_margin {
-            return verdict(Decision::Rollback, Reason::Errors);
-        }
-        let slower = candidate.p99_seconds - stable.p99_seconds;
-        if stable.requests >= MIN_STABLE_SAMPLES
-            && slower > stable.p99_seconds * self.policy.p99_margin
-            && slower > P99_NOISE.as_secs_f64()
-        {
-            return verdict(Decision::Rollback, Reason::Latency);
-        }
-        if self.started.elapsed() >= self.policy.healthy_for {
-            return verdict(Decision::Promote, Reason::Healthy);
-        }
-        None
     }
 
     /// Stops the split (every later request is stable's); true for the
@@ -438,6 +344,7 @@ impl Rollout {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::judge::DEFAULT_POLICY;
 
     fn rollout(share: u8, policy: Policy) -> Rollout {
         Rollout::new(share, policy)
@@ -474,92 +381,90 @@ mod tests {
     }
 
     #[test]
-    fn no_verdict_before_the_minimum() {
+    fn a_failing_candidate_is_rolled_back_within_a_few_answers() {
         let r = rollout(50, DEFAULT_POLICY);
-        for _ in 0..DEFAULT_POLICY.min_requests - 1 {
-            assert!(!r.record(Arm::Candidate, StatusCode::INTERNAL_SERVER_ERROR, ms(1)));
-        }
-        assert_eq!(r.phase(), Phase::Gathering);
-        assert_eq!(r.judge(), None);
-        assert!(r.record(Arm::Candidate, StatusCode::INTERNAL_SERVER_ERROR, ms(1)));
-        let verdict = r.judge().expect("a verdict at the minimum");
+        let mut answered = 0;
+        let verdict = loop {
+            r.record(Arm::Stable, StatusCode::OK, ms(10));
+            answered += 1;
+            assert!(r.record(Arm::Candidate, StatusCode::INTERNAL_SERVER_ERROR, ms(1)));
+            if let Some(verdict) = r.judge() {
+                break verdict;
+            }
+            assert!(answered < 10, "not rolled back after {answered} answers");
+        };
         assert_eq!(
             (verdict.decision, verdict.reason),
             (Decision::Rollback, Reason::Errors)
         );
-        assert_eq!(verdict.candidate.errors, DEFAULT_POLICY.min_requests);
+        assert_eq!(verdict.candidate.errors, answered);
+        assert_eq!(r.phase(), Phase::Gathering);
     }
 
     #[test]
-    fn errors_are_judged_against_the_stable_versions() {
+    fn client_errors_are_not_the_candidates() {
         let r = rollout(50, DEFAULT_POLICY);
-        // Both fail 10 %: no worse than stable.
-        for i in 0..100 {
-            let status = if i % 10 == 0 {
-                StatusCode::INTERNAL_SERVER_ERROR
-            } else {
-                StatusCode::OK
-            };
-            r.record(Arm::Stable, status, ms(10));
-            r.record(Arm::Candidate, status, ms(10));
-        }
-        assert_eq!(r.judge(), None);
-        assert_eq!(r.phase(), Phase::Healthy);
-        // 4xx answers are the client's: not errors.
-        for _ in 0..100 {
+        for _ in 0..200 {
+            r.record(Arm::Stable, StatusCode::OK, ms(10));
             r.record(Arm::Candidate, StatusCode::NOT_FOUND, ms(10));
         }
         assert_eq!(r.judge(), None);
-        // 10 + 20 errors of 220 answers: 13.6 %, within 5 points of 10 %...
-        for _ in 0..20 {
+        assert_eq!(r.phase(), Phase::Healthy);
+        // 30 5xx of 230 answers (13 %) against none of 200.
+        for _ in 0..30 {
             r.record(Arm::Candidate, StatusCode::GATEWAY_TIMEOUT, ms(10));
         }
-        assert_eq!(r.judge(), None);
-        // ...but 10 + 40 of 240 (20.8 %) is not.
-        for _ in 0..20 {
-            r.record(Arm::Candidate, StatusCode::GATEWAY_TIMEOUT, ms(10));
-        }
-        let verdict = r.judge().expect("too many errors");
-        assert_eq!(verdict.reason, Reason::Errors);
+        assert_eq!(r.judge().map(|v| v.reason), Some(Reason::Errors));
     }
 
     #[test]
-    fn latency_is_judged_against_the_stable_versions_p99() {
+    fn the_supervisor_is_woken_on_the_judges_schedule() {
         let r = rollout(50, DEFAULT_POLICY);
-        for _ in 0..100 {
-            r.record(Arm::Stable, StatusCode::OK, ms(100));
-            r.record(Arm::Candidate, StatusCode::OK, ms(140));
-        }
-        assert_eq!(r.judge(), None, "40 % slower is within a 50 % margin");
-        for _ in 0..10 {
-            r.record(Arm::Candidate, StatusCode::OK, ms(400));
-        }
-        let verdict = r.judge().expect("p99 4x the stable one");
-        assert_eq!(verdict.reason, Reason::Latency);
-        assert!((verdict.candidate.p99_seconds - 0.4).abs() < 0.01);
-        assert!((verdict.stable.p99_seconds - 0.1).abs() < 0.01);
+        let woken = (0..1000)
+            .filter(|_| r.record(Arm::Candidate, StatusCode::OK, ms(10)))
+            .count();
+        // Every one of the first 128, then 16 per doubling.
+        assert_eq!(woken, 128 + 16 + 16 + 15);
+        assert!(!r.record(Arm::Stable, StatusCode::INTERNAL_SERVER_ERROR, ms(10)));
     }
 
     #[test]
-    fn tiny_latency_differences_are_noise() {
+    fn the_figures_are_what_each_version_answered() {
         let r = rollout(50, DEFAULT_POLICY);
-        for _ in 0..100 {
-            r.record(Arm::Stable, StatusCode::OK, Duration::from_micros(500));
-            r.record(Arm::Candidate, StatusCode::OK, ms(2));
+        for i in 0..100 {
+            r.record(Arm::Stable, StatusCode::OK, ms(i + 1));
+            let status = if i % 4 == 0 {
+                StatusCode::BAD_GATEWAY
+            } else {
+                StatusCode::OK
+            };
+            r.record(Arm::Candidate, status, ms(10));
         }
-        assert_eq!(r.judge(), None, "4x, but 1.5 ms is below the noise floor");
+        let (stable, candidate) = r.figures();
+        assert_eq!((stable.requests, stable.errors), (100, 0));
+        assert_eq!((candidate.requests, candidate.errors), (100, 25));
+        assert!((stable.p90_seconds - 0.090).abs() < 0.001, "{stable}");
+        assert!((stable.p99_seconds - 0.099).abs() < 0.001, "{stable}");
+        assert!((candidate.p99_seconds - 0.010).abs() < 0.001, "{candidate}");
+        assert!(
+            candidate.to_string().contains("25 5xx (25.0 %)"),
+            "{candidate}"
+        );
     }
 
     #[test]
-    fn a_healthy_candidate_is_promoted_after_its_period() {
+    fn a_healthy_candidate_is_promoted_after_its_period_with_evidence_on_both() {
         let policy = Policy {
             healthy_for: Duration::ZERO,
             ..DEFAULT_POLICY
         };
         let r = rollout(10, policy);
         for _ in 0..DEFAULT_POLICY.min_requests {
-            r.record(Arm::Stable, StatusCode::OK, ms(10));
             r.record(Arm::Candidate, StatusCode::OK, ms(10));
+        }
+        assert_eq!(r.judge(), None, "no answers from stable yet");
+        for _ in 0..DEFAULT_POLICY.min_requests {
+            r.record(Arm::Stable, StatusCode::OK, ms(10));
         }
         let verdict = r.judge().expect("healthy long enough");
         assert_eq!(

@@ -10,7 +10,8 @@ use super::known::RouteState;
 use super::store::{Held, HoldReason};
 use crate::app::Endpoint;
 use crate::engine::LoadedComponent;
-use crate::rollout::{Decision, Figures, Phase, Reason};
+use crate::judge::{Decision, Reason};
+use crate::rollout::{Figures, Phase};
 
 /// What to swap in.
 pub enum Source {
@@ -168,7 +169,7 @@ pub struct RolloutInfo {
     /// How it is judged.
     pub min_requests: u64,
     pub error_margin_percent: f64,
-    pub p99_margin_percent: f64,
+    pub latency_margin_percent: f64,
     pub healthy_for_seconds: f64,
 }
 
@@ -229,7 +230,7 @@ pub(super) fn route_info(e: &Endpoint, state: &RouteState, held_back: Vec<HeldIn
             candidate: candidate_figures,
             min_requests: policy.min_requests,
             error_margin_percent: policy.error_margin * 100.0,
-            p99_margin_percent: policy.p99_margin * 100.0,
+            latency_margin_percent: policy.latency_margin * 100.0,
             healthy_for_seconds: policy.healthy_for.as_secs_f64(),
         }
     });

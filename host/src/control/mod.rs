@@ -52,8 +52,9 @@ use wasmtime::{Result, format_err};
 use crate::app::{App, Endpoint};
 use crate::config::{Config, RouteConfig, Settings};
 use crate::engine::{LoadedComponent, WasmEngine};
+use crate::judge::{Decision, Policy, Reason};
 use crate::metrics::Metrics;
-use crate::rollout::{Decision, Reason, Rollout, Serving, Verdict, Version};
+use crate::rollout::{Rollout, Serving, Verdict, Version};
 
 use answers::{Decided, Served, Swapped, file_of, held_on, route_info, unix_seconds};
 pub use answers::{Source, SwapError};
@@ -642,13 +643,14 @@ fn publish(metrics: &Metrics, path: &str, before: Option<&Serving>, after: Optio
 }
 
 /// A policy in words, for the log.
-fn describe(policy: &crate::rollout::Policy) -> String {
+fn describe(policy: &Policy) -> String {
     format!(
-        "rolled back if its 5xx share exceeds the stable version's by {:.1} points or its p99 \
-         by {:.0} %, after {} requests; promoted after {:?} healthy",
+        "rolled back once it is surely worse than the stable version by more than {:.1} points \
+         of 5xx share or {:.0} % of latency; promoted after {:?} healthy, with {} answers from \
+         each version",
         policy.error_margin * 100.0,
-        policy.p99_margin * 100.0,
+        policy.latency_margin * 100.0,
+        policy.healthy_for,
         policy.min_requests,
-        policy.healthy_for
     )
 }

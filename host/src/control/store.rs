@@ -142,7 +142,9 @@ impl Store {
         for h in recorded {
             if is_digest(&h.digest)
                 && is_digest(&h.instead)
-                && !held.iter().any(|m| m.route == h.route && m.digest == h.digest)
+                && !held
+                    .iter()
+                    .any(|m| m.route == h.route && m.digest == h.digest)
             {
                 held.push(h);
             }
