@@ -152,51 +152,60 @@ impl Store {
         held
     }
 
-    /// Changes the held-back list with `change`: this process's copy
-    /// (which lasts while it runs, whatever the disk does), then the shared
-    /// file, one host at a time.
-    fn change_held(&self, change: impl Fn(&mut Vec<Held>)) {
-        change(&mut self.memory.lock().expect("held-back lock"));
-        let Some(dir) = &self.dir else { return };
-        let changed = (|| {
-            let lock = File::create(dir.join("held-back.lock"))?;
-            lock_within(&lock, LOCK_WITHIN)?;
-            let path = dir.join("held-back.json");
-            let mut held: Vec<Held> = match read_json(&path) {
-                Some(held) => held,
-                None if path.exists() => {
-                    // Damaged: kept aside for a human, not overwritten blind.
-                    let _ = std::fs::rename(&path, path.with_extension("json.damaged"));
-                    Vec::new()
-                }
-                None => Vec::new(),
-            };
-            change(&mut held);
-            write_durably(&path, &serde_json::to_vec_pretty(&held)?)
-        })();
-        if let Err(e) = changed {
+    /// Changes the held-back list with `change`: the shared file, one
+    /// host at a time; and this process's own copy where the file cannot
+    /// be written (or there is none), so a verdict lasts at least while the
+    /// host runs. `also_in_memory`: change the own copy in any case (a
+    /// release must reach both).
+    fn change_held(&self, change: impl Fn(&mut Vec<Held>), also_in_memory: bool) {
+        let written = self.dir.as_ref().map(|dir| {
+            (|| {
+                let lock = File::create(dir.join("held-back.lock"))?;
+                lock_within(&lock, LOCK_WITHIN)?;
+                let path = dir.join("held-back.json");
+                let mut held: Vec<Held> = match read_json(&path) {
+                    Some(held) => held,
+                    None if path.exists() => {
+                        // Damaged: kept aside for a human, not overwritten blind.
+                        let _ = std::fs::rename(&path, path.with_extension("json.damaged"));
+                        Vec::new()
+                    }
+                    None => Vec::new(),
+                };
+                change(&mut held);
+                write_durably(&path, &serde_json::to_vec_pretty(&held)?)
+            })()
+            .map_err(|e| (dir, e))
+        });
+        if let Some(Err((dir, e))) = &written {
             tracing::warn!(
                 "cannot record held-back versions in {}: {e}; this host holds them back until \
                  it stops, other hosts and a restart do not know",
                 dir.display()
             );
         }
+        if also_in_memory || !matches!(written, Some(Ok(()))) {
+            change(&mut self.memory.lock().expect("held-back lock"));
+        }
     }
 
     /// Holds `held` back (replacing an older record of the same version on
     /// the same route).
     pub fn hold(&self, held: Held) {
-        self.change_held(|list| {
-            list.retain(|h| !(h.route == held.route && h.digest == held.digest));
-            list.push(held.clone());
-            let on_route = list.iter().filter(|h| h.route == held.route).count();
-            let mut extra = on_route.saturating_sub(MAX_HELD_PER_ROUTE);
-            list.retain(|h| {
-                let drop = extra > 0 && h.route == held.route;
-                extra -= usize::from(drop);
-                !drop
-            });
-        });
+        self.change_held(
+            |list| {
+                list.retain(|h| !(h.route == held.route && h.digest == held.digest));
+                list.push(held.clone());
+                let on_route = list.iter().filter(|h| h.route == held.route).count();
+                let mut extra = on_route.saturating_sub(MAX_HELD_PER_ROUTE);
+                list.retain(|h| {
+                    let drop = extra > 0 && h.route == held.route;
+                    extra -= usize::from(drop);
+                    !drop
+                });
+            },
+            false,
+        );
     }
 
     /// Releases the holds on `route` that `release` picks.
@@ -208,7 +217,10 @@ impl Store {
         {
             return;
         }
-        self.change_held(|list| list.retain(|h| !(h.route == route && release(h))));
+        self.change_held(
+            |list| list.retain(|h| !(h.route == route && release(h))),
+            true,
+        );
     }
 
     /// Keeps a version's bytes by digest (once).
@@ -412,6 +424,20 @@ mod tests {
     }
 
     #[test]
+    fn a_hold_that_cannot_be_written_lasts_while_the_host_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(Some(dir.path()), Path::new("/a/webapp.toml"), "l");
+        // The shared file's lock cannot be made: nothing can be written.
+        let state = store.dir.clone().unwrap();
+        std::fs::create_dir(state.join("held-back.lock")).unwrap();
+        store.hold(held("/x", 0xbb));
+        assert_eq!(store.held_back(), vec![held("/x", 0xbb)]);
+        assert!(!state.join("held-back.json").exists());
+        store.release("/x", |_| true);
+        assert!(store.held_back().is_empty(), "released from memory too");
+    }
+
+    #[test]
     fn a_damaged_file_reads_as_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(Some(dir.path()), Path::new("/a/webapp.toml"), "l");
@@ -420,6 +446,10 @@ mod tests {
         assert!(store.held_back().is_empty());
         store.hold(held("/x", 0xbb));
         assert_eq!(store.held_back().len(), 1, "rewritten whole");
+        assert!(
+            path.with_extension("json.damaged").exists(),
+            "the damaged file kept aside"
+        );
         let memory = Store::open(None, Path::new("/a/webapp.toml"), "l");
         memory.hold(held("/x", 0xbb));
         assert_eq!(
