@@ -19,7 +19,7 @@ use crate::app::{App, RouteSet};
 use crate::config::{Config, Settings};
 use crate::engine::WasmEngine;
 use crate::metrics::Metrics;
-use crate::rollout::{Serving, Version};
+use crate::rollout::{Serving, Version, short_id};
 
 impl Control {
     /// Loads every route (a held-back version never serves: the version
@@ -65,30 +65,47 @@ impl Control {
                 },
             );
             state.file_seen = Some(offer.digest.clone());
-            let component = match (action, instead) {
-                (Action::HoldBack, Some(instead)) => {
-                    let bytes = store.bytes(&instead).ok_or_else(|| {
-                        route_error(
-                            route,
-                            &format!(
-                                "its file holds {}, held back on this route, and the version \
-                                 recorded to serve instead ({}) is no longer kept: name a \
-                                 version through the admin API, or change the route's entry",
-                                &offer.digest[..12],
-                                &instead[..12]
-                            ),
-                        )
-                    })?;
-                    tracing::warn!(
-                        route = %route.path,
-                        file = %offer.resolved.file.display(),
-                        "the file holds {}, held back on this route: serving {} instead",
-                        &offer.digest[..12],
-                        &instead[..12]
-                    );
+            let interrupted = state.interrupted.is_some();
+            let kept = match (action, &instead) {
+                (Action::HoldBack, Some(instead)) => Some((instead.clone(), store.bytes(instead))),
+                _ => None,
+            };
+            let (digest, file) = (short_id(&offer.digest), offer.resolved.file.clone());
+            let component = match kept {
+                Some((instead, Some(bytes))) => {
+                    let instead = short_id(&instead);
+                    if interrupted {
+                        tracing::warn!(
+                            route = %route.path,
+                            file = %file.display(),
+                            "the host stopped during a rollout to {digest}, which the file \
+                             holds: serving the stable version {instead}; the canary is not \
+                             resumed (rebuild, or start it through the admin API)"
+                        );
+                    } else {
+                        tracing::warn!(
+                            route = %route.path,
+                            file = %file.display(),
+                            "the file holds {digest}, held back on this route (rolled back): \
+                             serving {instead} instead"
+                        );
+                    }
                     load::load(&engine, &bytes, None).map_err(|e| route_error(route, &e))?
                 }
-                _ => load_offer(&engine, route, offer)?,
+                Some((instead, None)) => {
+                    // Not starting at all would take every route down (and
+                    // the admin API with it): the file serves, loudly.
+                    tracing::error!(
+                        route = %route.path,
+                        file = %file.display(),
+                        "the file holds {digest}, held back on this route, but the version \
+                         recorded to serve instead ({}) is no longer kept: serving the file; \
+                         name a version through the admin API to replace it",
+                        short_id(&instead)
+                    );
+                    load_offer(&engine, route, offer)?
+                }
+                None => load_offer(&engine, route, offer)?,
             };
             routes.insert(route.path.clone(), state);
             endpoints.push((route, component));
