@@ -633,7 +633,7 @@ impl Metrics {
         self.generation.set(generation as i64);
     }
 
-    /// Counts one requested change; `source` is a fixed name from `swap.rs`.
+    /// Counts one requested change; `source` is a fixed name from `control/`.
     pub fn observe_change(&self, source: &str, applied: bool) {
         let result = if applied { "ok" } else { "rejected" };
         self.changes.with_label_values(&[source, result]).inc();
@@ -859,7 +859,7 @@ mod tests {
     }
 
     /// A reload removing `path` after a rollout there was superseded, as
-    /// `swap.rs` records it.
+    /// `control/` records it.
     fn remove_mid_rollout(m: &Metrics, path: &str) {
         m.observe_decision(path, Decision::Rollback, Reason::Superseded);
         m.retire_version(path, "v1");

@@ -2,7 +2,7 @@
 //! canary rollout, a candidate taking a share of the requests, judged
 //! against the stable version as both serve.
 //!
-//! A route serves one [`Serving`], replaced whole (by `swap.rs`) whenever
+//! A route serves one [`Serving`], replaced whole (by `control/`) whenever
 //! a version starts or stops serving. A request picks its version once, at
 //! its start, and runs wholly on it. The split is exact, not random: of
 //! every 100 requests in a row, `share` go to the candidate.
@@ -13,7 +13,7 @@
 //! margins (5xx share, or latency in its typical answers or its slowest
 //! tenth), and promoted once `healthy_for` has passed with both versions
 //! having answered `min_requests` and no test against it. This module
-//! records the answers and asks; `swap.rs` carries decisions out.
+//! records the answers and asks; `control/` carries decisions out.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
