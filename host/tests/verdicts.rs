@@ -380,3 +380,37 @@ async fn a_slow_reload_does_not_keep_failing_candidates_serving() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_another_host_rolled_back_is_not_promoted_here() {
+    let cache = tempfile::tempdir().unwrap();
+    let args = ["--cache-dir", cache.path().to_str().unwrap()];
+    let config = format!(
+        "[[route]]\npath = \"/ep_one\"\ncomponent = \"{}\"\n[route.rollout]\n\
+         healthy_for = \"2s\"\nmin_requests = 5\nlatency_margin_percent = 300\n",
+        component("ep_one").display()
+    );
+    let first = Host::start(&config, &args);
+    let second = first.start_beside(&args);
+    // A healthy-looking candidate, canaried on both hosts.
+    let candidate = variant(&component("ep_one"), &nonce("elsewhere"));
+    for host in [&first, &second] {
+        let url = "/routes/ep_one/component?canary=50";
+        let (status, answer) = admin(host, "PUT", url, candidate.clone(), None).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    // The first host's operator rolls it back: held back for both.
+    let (status, answer) = admin(&first, "POST", "/routes/ep_one/rollback", vec![], None).await;
+    assert_eq!(status, 200, "{answer}");
+    traffic_until_decided(&second, "/ep_one").await;
+    let scrape = scrape(&second).await;
+    assert_eq!(
+        decisions(&scrape, "/ep_one", "promote", "healthy"),
+        0.0,
+        "{}",
+        second.log()
+    );
+    assert_eq!(decisions(&scrape, "/ep_one", "rollback", "superseded"), 1.0);
+    all_answer(&second, "/ep_one", "1", "the stable version serves").await;
+    assert!(second.log().contains("not promoted"), "{}", second.log());
+}

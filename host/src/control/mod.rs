@@ -369,7 +369,35 @@ impl Control {
         serving: &Serving,
         verdict: &Verdict,
     ) -> Decided {
-        let (candidate, _) = serving.candidate.as_ref().expect("a rollout to end");
+        let (candidate, rollout) = serving.candidate.as_ref().expect("a rollout to end");
+        // Another host on this config rolled the candidate back meanwhile:
+        // its verdict holds here too, and a healthy period is no promotion.
+        let held_elsewhere = verdict.reason == Reason::Healthy
+            && owned
+                .routes
+                .get(endpoint.path.as_ref())
+                .is_some_and(|state| {
+                    held_instead(
+                        &self.store.held_back(),
+                        state,
+                        &endpoint.path,
+                        &candidate.component.digest,
+                    )
+                    .is_some()
+                });
+        let overruled;
+        let verdict = if held_elsewhere {
+            tracing::warn!(
+                route = %endpoint.path,
+                candidate = %candidate.id,
+                "not promoted: the candidate is held back on this route (another host on this \
+                 config rolled it back)"
+            );
+            overruled = Verdict::of(rollout, Decision::Rollback, Reason::Superseded);
+            &overruled
+        } else {
+            verdict
+        };
         let stays = match verdict.decision {
             Decision::Promote => candidate.clone(),
             Decision::Rollback => serving.stable.clone(),
