@@ -27,24 +27,29 @@
 //! rollout before it ended counts as a rollback, `superseded` (which holds
 //! nothing back: nothing was judged).
 //!
-//! Files: `decide.rs` the rule; `start.rs`, `reload.rs` and this file's
-//! `look_at_files` and `swap` its inputs; `supervise.rs` the rollout
-//! supervisor; `load.rs` reading and compiling; `store.rs` what outlives
-//! the process; `answers.rs` what the admin API is told.
+//! Files: `decide.rs` the rule and `known.rs` what it is asked with; the
+//! inputs `start.rs`, `reload.rs`, `look.rs` (the watcher), `swap.rs` (an
+//! operator's version) and `supervise.rs` (the rollout supervisor);
+//! `verdicts.rs` how rollouts end; `load.rs` reading and compiling;
+//! `store.rs` what outlives the process; `answers.rs` what the admin API is
+//! told. This file: the owner and the one place what serves changes.
 
 mod answers;
 mod decide;
 mod known;
 mod load;
+mod look;
 mod reload;
 mod start;
 mod store;
 mod supervise;
+mod swap;
+mod verdicts;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use tokio::sync::{Mutex, watch};
 use wasmtime::{Result, format_err};
@@ -52,16 +57,16 @@ use wasmtime::{Result, format_err};
 use crate::app::{App, Endpoint};
 use crate::config::{Config, RouteConfig, Settings};
 use crate::engine::{LoadedComponent, WasmEngine};
-use crate::judge::{Decision, Policy, Reason};
+use crate::judge::Policy;
 use crate::metrics::Metrics;
-use crate::rollout::{Rollout, Serving, Verdict, Version};
+use crate::rollout::{Rollout, Serving, Verdict};
 
-use answers::{Decided, Served, Swapped, file_of, held_on, route_info, unix_seconds};
+use answers::{Served, held_on, route_info};
 pub use answers::{Source, SwapError};
-use decide::{Action, Known, Observed, Offer, decide};
-use known::{RouteState, held_instead};
+use decide::Observed;
+use known::RouteState;
 use load::{FileOffer, newest_of};
-use store::{Held, HoldReason, Store, UnderWay};
+use store::{Store, UnderWay};
 
 /// The owner of what serves.
 pub struct Control {
@@ -202,383 +207,6 @@ impl Control {
             })
             .collect();
         Served { generation, routes }
-    }
-
-    /// Serves `source` on route `path` (admin API): whole, or with
-    /// `canary`, as a candidate serving that share (1-99 percent) of the
-    /// route's requests. Naming a version releases a hold on it. A rollout
-    /// under way on the route ends first (rolled back, `superseded`).
-    pub async fn swap(
-        &self,
-        path: &str,
-        source: Source,
-        canary: Option<u8>,
-    ) -> Result<Swapped, SwapError> {
-        let mut owned = self.owned.lock().await;
-        let kind = source.name();
-        let endpoint = self.endpoint(path)?;
-        let started = Instant::now();
-        let engine = self.engine.clone();
-        let base = self.config_folder().to_path_buf();
-        let loaded = load::blocking(move || match source {
-            Source::File(file) => {
-                let file = base.join(file);
-                let bytes =
-                    crate::component_file::read(&file, crate::component_file::MAX_COMPONENT_BYTES)
-                        .map_err(wasmtime::Error::msg)?;
-                load::load(&engine, &bytes, Some(file))
-            }
-            Source::Upload(bytes) => load::load(&engine, &bytes, None),
-        })
-        .await;
-        let current = endpoint.serving();
-        let loaded = loaded.map_err(|e| format!("{e:#}")).and_then(|component| {
-            if canary.is_some() && component.digest == current.stable.component.digest {
-                Err(format!(
-                    "{} is already the stable version of `{path}`: nothing to roll out",
-                    &component.digest[..12]
-                ))
-            } else {
-                Ok(component)
-            }
-        });
-        let Action::Serve { canary } = decide(&Known::default(), Offer::Admin { canary }) else {
-            unreachable!("a version an operator names always serves")
-        };
-        let component = self.accepted(path, kind, started, loaded)?;
-        let digest = component.digest.clone();
-        self.store.release(path, |h| h.digest == digest);
-        if let Some(state) = owned.routes.get_mut(path)
-            && state
-                .interrupted
-                .as_ref()
-                .is_some_and(|(c, _)| *c == digest)
-        {
-            state.interrupted = None;
-        }
-        Ok(self.change(&mut owned, &endpoint, component, canary, kind, started))
-    }
-
-    /// Counts a loaded (or refused) new version; the refusal is answered.
-    fn accepted(
-        &self,
-        path: &str,
-        kind: &str,
-        started: Instant,
-        loaded: Result<Arc<LoadedComponent>, String>,
-    ) -> Result<Arc<LoadedComponent>, SwapError> {
-        let metrics = self.app.metrics();
-        let elapsed = started.elapsed();
-        metrics.observe_swap(path, loaded.is_ok(), elapsed);
-        metrics.observe_change(kind, loaded.is_ok());
-        loaded.map_err(|e| {
-            tracing::warn!(
-                route = %path,
-                "new component rejected ({kind}), the previous one keeps serving: {e}"
-            );
-            SwapError::Rejected(e)
-        })
-    }
-
-    /// Serves `component` on `endpoint`, whole or as a canary, ending the
-    /// rollout under way (superseded); logs and answers the change.
-    fn change(
-        &self,
-        owned: &mut Owned,
-        endpoint: &Endpoint,
-        component: Arc<LoadedComponent>,
-        canary: Option<u8>,
-        kind: &str,
-        started: Instant,
-    ) -> Swapped {
-        let elapsed = started.elapsed();
-        let path = &endpoint.path;
-        let current = endpoint.serving();
-        let from_cache = component.origin != crate::cache::Origin::Compiled;
-        let file = file_of(&component);
-        self.supersede(owned, path, &current);
-        let version = Version::serving(path, component, self.app.metrics());
-        let digest = version.component.digest.clone();
-        let next = match canary {
-            None => Serving::stable(version),
-            Some(share) => Serving {
-                stable: current.stable.clone(),
-                candidate: Some((
-                    version,
-                    Arc::new(Rollout::new(share, endpoint.rollout.policy)),
-                )),
-            },
-        };
-        self.serve(endpoint, next);
-        let generation = self.applied(owned);
-        let stable = &current.stable.component.digest;
-        match canary {
-            None => tracing::info!(
-                route = %path,
-                file = %file,
-                from = %&stable[..12],
-                to = %&digest[..12],
-                generation,
-                "swapped in {elapsed:.0?} ({kind})"
-            ),
-            Some(share) => tracing::info!(
-                route = %path,
-                file = %file,
-                stable = %&stable[..12],
-                candidate = %&digest[..12],
-                generation,
-                "canary started in {elapsed:.0?} ({kind}): the candidate serves {share}% of \
-                 requests; {}",
-                describe(&endpoint.rollout.policy)
-            ),
-        }
-        Swapped {
-            path: path.to_string(),
-            digest,
-            previous_digest: stable.clone(),
-            seconds: elapsed.as_secs_f64(),
-            from_cache,
-            canary,
-            generation,
-        }
-    }
-
-    /// Ends the rollout on `path` by hand (admin API). A version rolled
-    /// back by hand is held back like any other.
-    pub async fn decide(&self, path: &str, decision: Decision) -> Result<Decided, SwapError> {
-        let mut owned = self.owned.lock().await;
-        let endpoint = self.endpoint(path)?;
-        let serving = endpoint.serving();
-        let Some((_, rollout)) = &serving.candidate else {
-            return Err(SwapError::NoRollout(path.to_owned()));
-        };
-        if !rollout.end() {
-            return Err(SwapError::Deciding(path.to_owned()));
-        }
-        let verdict = Verdict::of(rollout, decision, Reason::Manual);
-        Ok(self.carry_out(&mut owned, &endpoint, &serving, &verdict))
-    }
-
-    /// Ends the rollout `serving` holds with `verdict`: the one place a
-    /// rollout's decision is applied, counted and logged. A rollback holds
-    /// the candidate back on the route.
-    fn carry_out(
-        &self,
-        owned: &mut Owned,
-        endpoint: &Endpoint,
-        serving: &Serving,
-        verdict: &Verdict,
-    ) -> Decided {
-        let (candidate, rollout) = serving.candidate.as_ref().expect("a rollout to end");
-        // Another host on this config rolled the candidate back meanwhile:
-        // its verdict holds here too, and a healthy period is no promotion.
-        let held_elsewhere = verdict.reason == Reason::Healthy
-            && owned
-                .routes
-                .get(endpoint.path.as_ref())
-                .is_some_and(|state| {
-                    held_instead(
-                        &self.store.held_back(),
-                        state,
-                        &endpoint.path,
-                        &candidate.component.digest,
-                    )
-                    .is_some()
-                });
-        let overruled;
-        let verdict = if held_elsewhere {
-            tracing::warn!(
-                route = %endpoint.path,
-                candidate = %candidate.id,
-                "not promoted: the candidate is held back on this route (another host on this \
-                 config rolled it back)"
-            );
-            overruled = Verdict::of(rollout, Decision::Rollback, Reason::Superseded);
-            &overruled
-        } else {
-            verdict
-        };
-        let stays = match verdict.decision {
-            Decision::Promote => candidate.clone(),
-            Decision::Rollback => serving.stable.clone(),
-        };
-        if verdict.decision == Decision::Rollback {
-            self.hold_back(owned, &endpoint.path, serving);
-        }
-        let digest = stays.component.digest.clone();
-        self.serve(endpoint, Serving::stable(stays));
-        let generation = self.applied(owned);
-        self.count_decision(&endpoint.path, &candidate.id, verdict);
-        Decided {
-            path: endpoint.path.to_string(),
-            decision: verdict.decision,
-            reason: verdict.reason,
-            digest,
-            candidate_digest: candidate.component.digest.clone(),
-            stable: verdict.stable,
-            candidate: verdict.candidate,
-            generation,
-        }
-    }
-
-    /// Holds the candidate of `serving` back on `path`, with its stable
-    /// version recorded (and its bytes kept) to serve instead.
-    fn hold_back(&self, owned: &Owned, path: &str, serving: &Serving) {
-        let (Some((candidate, _)), Some(state)) = (&serving.candidate, owned.routes.get(path))
-        else {
-            return;
-        };
-        let stable = &serving.stable.component;
-        self.store.keep_bytes(&stable.digest, &stable.bytes);
-        self.store.hold(Held {
-            route: path.to_owned(),
-            entry: state.entry.clone(),
-            digest: candidate.component.digest.clone(),
-            instead: stable.digest.clone(),
-            reason: HoldReason::RolledBack,
-            since: unix_seconds(SystemTime::now()),
-        });
-    }
-
-    /// Ends the rollout `serving` holds, if any, because a change replaces
-    /// it: a rollback, `superseded`, counted and logged, holding nothing
-    /// back; unless the supervisor had already reached a verdict on it and
-    /// was waiting for the lock to carry it out: then that verdict is what
-    /// ends it (counted as itself, and a rollback holds the candidate back).
-    fn supersede(&self, owned: &Owned, path: &str, serving: &Serving) {
-        let Some((candidate, rollout)) = &serving.candidate else {
-            return;
-        };
-        rollout.end();
-        let verdict = self
-            .take_pending(rollout)
-            .unwrap_or_else(|| Verdict::of(rollout, Decision::Rollback, Reason::Superseded));
-        if verdict.decision == Decision::Rollback && verdict.reason != Reason::Superseded {
-            self.hold_back(owned, path, serving);
-        }
-        self.count_decision(path, &candidate.id, &verdict);
-    }
-
-    /// The verdict the supervisor reached on `rollout` and has not carried
-    /// out yet, taken (so it is carried out once).
-    fn take_pending(&self, rollout: &Arc<Rollout>) -> Option<Verdict> {
-        let mut pending = self.pending.lock().expect("pending lock");
-        let at = pending.iter().position(|(r, _)| Arc::ptr_eq(r, rollout))?;
-        Some(pending.swap_remove(at).1)
-    }
-
-    /// Counts and logs the end of a rollout of `candidate` on `path`.
-    fn count_decision(&self, path: &str, candidate: &str, verdict: &Verdict) {
-        self.app
-            .metrics()
-            .observe_decision(path, verdict.decision, verdict.reason);
-        let (decision, reason) = (verdict.decision.name(), verdict.reason.name());
-        let (stable, figures) = (&verdict.stable, &verdict.candidate);
-        let first = verdict
-            .since_first_request
-            .map(|d| format!(" ({d:.1?} after the candidate's first request)"))
-            .unwrap_or_default();
-        let message = format!(
-            "rollout ended, {decision} ({reason}) after {:.1?}{first}: candidate {figures}; \
-             stable {stable}",
-            verdict.age
-        );
-        // An automatic rollback is news an operator should see.
-        if verdict.decision == Decision::Rollback && verdict.reason != Reason::Manual {
-            tracing::warn!(route = %path, candidate, decision, reason, "{message}");
-        } else {
-            tracing::info!(route = %path, candidate, decision, reason, "{message}");
-        }
-    }
-
-    /// Looks at every route's file again (the watcher's only call): under
-    /// the lock, each route's file is read *now* and the rule decides.
-    pub async fn look_at_files(&self, look: Look) {
-        let mut owned = self.owned.lock().await;
-        for endpoint in self.app.routes().endpoints() {
-            self.look_at_file(&mut owned, endpoint, look).await;
-        }
-        self.show(&owned);
-    }
-
-    /// Looks at one route's file again, and acts on what the rule says.
-    async fn look_at_file(&self, owned: &mut Owned, endpoint: &Arc<Endpoint>, look: Look) {
-        let source = endpoint.source.clone();
-        // Missing for a moment while a file is renamed into place, or a
-        // core module about to be converted: the next event brings it.
-        let Ok(Ok(Some(offer))) =
-            tokio::task::spawn_blocking(move || load::read_offer(&source)).await
-        else {
-            return;
-        };
-        let Some(state) = owned.routes.get_mut(endpoint.path.as_ref()) else {
-            return;
-        };
-        if state
-            .interrupted
-            .as_ref()
-            .is_some_and(|(candidate, _)| *candidate != offer.digest)
-        {
-            state.interrupted = None; // The file moved on.
-        }
-        let held = self.store.held_back();
-        let instead = held_instead(&held, state, &endpoint.path, &offer.digest);
-        let serving = endpoint.serving();
-        let known = Known {
-            serving: Some(observed(&serving)),
-            file_seen: state.file_seen.as_deref(),
-            canary_on_rebuild: endpoint.rollout.canary,
-        };
-        let action = decide(
-            &known,
-            Offer::File {
-                digest: &offer.digest,
-                held_back: instead.is_some(),
-            },
-        );
-        let first_offer = state.file_seen.as_deref() != Some(offer.digest.as_str());
-        state.file_seen = Some(offer.digest.clone());
-        let path = endpoint.path.clone();
-        match action {
-            Action::Keep => {}
-            Action::HoldBack => {
-                if first_offer {
-                    tracing::warn!(
-                        route = %path,
-                        file = %offer.resolved.file.display(),
-                        "the file now holds {}, held back on this route: not served (name it \
-                         through the admin API, or change the route's entry, to serve it)",
-                        &offer.digest[..12]
-                    );
-                }
-            }
-            Action::EndRollout => {
-                tracing::info!(
-                    route = %path,
-                    "the file went back to the stable version: the rollout ends"
-                );
-                self.supersede(owned, &path, &serving);
-                self.serve(endpoint, Serving::stable(serving.stable.clone()));
-                self.applied(owned);
-            }
-            Action::Serve { canary } => {
-                tracing::info!(
-                    route = %path,
-                    file = %offer.resolved.file.display(),
-                    "component file changed{} ({look:?})",
-                    newest_of(&offer.resolved)
-                );
-                let started = Instant::now();
-                let engine = self.engine.clone();
-                let file = offer.resolved.file.clone();
-                let loaded = load::blocking(move || load::load(&engine, &offer.bytes, Some(file)))
-                    .await
-                    .map_err(|e| format!("{e:#}"));
-                if let Ok(component) = self.accepted(&path, "watch", started, loaded) {
-                    self.change(owned, endpoint, component, canary, "watch", started);
-                }
-            }
-        }
     }
 
     /// The endpoint of route `path`, or the error naming it.

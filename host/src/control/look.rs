@@ -1,0 +1,105 @@
+//! Looking at the routes' files again: the watcher's only input. Under
+//! the owner's lock each route's file is read *now*, and the rule
+//! (`decide.rs`) says what it changes.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::decide::{Action, Known, Offer, decide};
+use super::known::held_instead;
+use super::load;
+use super::{Control, Look, Owned, newest_of, observed};
+use crate::app::Endpoint;
+use crate::rollout::Serving;
+
+impl Control {
+    /// Looks at every route's file again (the watcher's only call): under
+    /// the lock, each route's file is read *now* and the rule decides.
+    pub async fn look_at_files(&self, look: Look) {
+        let mut owned = self.owned.lock().await;
+        for endpoint in self.app.routes().endpoints() {
+            self.look_at_file(&mut owned, endpoint, look).await;
+        }
+        self.show(&owned);
+    }
+
+    /// Looks at one route's file again, and acts on what the rule says.
+    async fn look_at_file(&self, owned: &mut Owned, endpoint: &Arc<Endpoint>, look: Look) {
+        let source = endpoint.source.clone();
+        // Missing for a moment while a file is renamed into place, or a
+        // core module about to be converted: the next event brings it.
+        let Ok(Ok(Some(offer))) =
+            tokio::task::spawn_blocking(move || load::read_offer(&source)).await
+        else {
+            return;
+        };
+        let Some(state) = owned.routes.get_mut(endpoint.path.as_ref()) else {
+            return;
+        };
+        if state
+            .interrupted
+            .as_ref()
+            .is_some_and(|(candidate, _)| *candidate != offer.digest)
+        {
+            state.interrupted = None; // The file moved on.
+        }
+        let held = self.store.held_back();
+        let instead = held_instead(&held, state, &endpoint.path, &offer.digest);
+        let serving = endpoint.serving();
+        let known = Known {
+            serving: Some(observed(&serving)),
+            file_seen: state.file_seen.as_deref(),
+            canary_on_rebuild: endpoint.rollout.canary,
+        };
+        let action = decide(
+            &known,
+            Offer::File {
+                digest: &offer.digest,
+                held_back: instead.is_some(),
+            },
+        );
+        let first_offer = state.file_seen.as_deref() != Some(offer.digest.as_str());
+        state.file_seen = Some(offer.digest.clone());
+        let path = endpoint.path.clone();
+        match action {
+            Action::Keep => {}
+            Action::HoldBack => {
+                if first_offer {
+                    tracing::warn!(
+                        route = %path,
+                        file = %offer.resolved.file.display(),
+                        "the file now holds {}, held back on this route: not served (name it \
+                         through the admin API, or change the route's entry, to serve it)",
+                        &offer.digest[..12]
+                    );
+                }
+            }
+            Action::EndRollout => {
+                tracing::info!(
+                    route = %path,
+                    "the file went back to the stable version: the rollout ends"
+                );
+                self.supersede(owned, &path, &serving);
+                self.serve(endpoint, Serving::stable(serving.stable.clone()));
+                self.applied(owned);
+            }
+            Action::Serve { canary } => {
+                tracing::info!(
+                    route = %path,
+                    file = %offer.resolved.file.display(),
+                    "component file changed{} ({look:?})",
+                    newest_of(&offer.resolved)
+                );
+                let started = Instant::now();
+                let engine = self.engine.clone();
+                let file = offer.resolved.file.clone();
+                let loaded = load::blocking(move || load::load(&engine, &offer.bytes, Some(file)))
+                    .await
+                    .map_err(|e| format!("{e:#}"));
+                if let Ok(component) = self.accepted(&path, "watch", started, loaded) {
+                    self.change(owned, endpoint, component, canary, "watch", started);
+                }
+            }
+        }
+    }
+}
