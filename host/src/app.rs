@@ -28,8 +28,8 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
-use hyper::{Request, Response, StatusCode};
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue, RETRY_AFTER};
+use hyper::{Request, Response, StatusCode, Version as HttpVersion};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
@@ -188,6 +188,10 @@ impl App {
             let response = text(StatusCode::NOT_FOUND, "text/plain", "not found\n");
             return record.finish(UNMATCHED_PATH.into(), response);
         };
+        let mut request = request;
+        if let Err(response) = with_authority(&mut request) {
+            return record.finish(endpoint.path.clone(), response);
+        }
         let announced = request
             .headers()
             .get(CONTENT_LENGTH)
@@ -293,6 +297,39 @@ impl App {
             tracing::debug!(route = %path, "component failure in full: {failure:?}");
             metrics.observe_guest_failure(method, &path, failure.kind(), failure.status());
         })
+    }
+}
+
+/// Gives `request` the authority wasi:http hands every guest: the URI's,
+/// else the `Host` header's. HTTP/1.1 requires `Host` (RFC 9112, 3.2: 400
+/// without one, or with an empty or non-ASCII one); HTTP/1.0 may omit it,
+/// and the guest then sees `localhost`. Checked before a version is picked,
+/// so a client's malformed request is neither a guest failure nor an answer
+/// of the version (nor a verdict on a canary).
+fn with_authority<B>(request: &mut Request<B>) -> Result<(), Response<Body>> {
+    if request.uri().authority().is_some() {
+        return Ok(());
+    }
+    let bad = |why: &str| {
+        Err(text(
+            StatusCode::BAD_REQUEST,
+            "text/plain",
+            format!("{why}\n"),
+        ))
+    };
+    match request.headers().get(HOST) {
+        Some(host) if host.is_empty() => bad("empty Host header"),
+        Some(host) if host.to_str().is_err() => bad("Host header is not visible ASCII"),
+        Some(_) => Ok(()),
+        None if request.version() == HttpVersion::HTTP_10
+            || request.version() == HttpVersion::HTTP_09 =>
+        {
+            request
+                .headers_mut()
+                .insert(HOST, HeaderValue::from_static("localhost"));
+            Ok(())
+        }
+        None => bad("an HTTP/1.1 request needs a Host header"),
     }
 }
 

@@ -190,3 +190,58 @@ async fn requests_past_the_in_flight_cap_get_503() {
         busy as f64
     );
 }
+
+/// One request on its own connection, written raw; the whole answer.
+async fn raw(host: &Host, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(host.addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    read_until_closed(&mut stream, Duration::from_secs(5))
+        .await
+        .0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_without_a_host_is_the_clients_error_not_the_components() {
+    let host = Host::start(&config(""), &[]);
+    // HTTP/1.1 requires Host (RFC 9112, 3.2): 400, answered by the host.
+    for request in [
+        &b"GET /ep_one HTTP/1.1\r\nConnection: close\r\n\r\n"[..],
+        b"GET /ep_one HTTP/1.1\r\nHost:\r\nConnection: close\r\n\r\n",
+        b"GET /ep_one HTTP/1.1\r\nHost: caf\xc3\xa9\r\nConnection: close\r\n\r\n",
+    ] {
+        let answer = raw(&host, request).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 400"),
+            "{:?}: {answer:?}",
+            String::from_utf8_lossy(request)
+        );
+    }
+    // HTTP/1.0 may leave it out: served.
+    let answer = raw(&host, b"GET /ep_one HTTP/1.0\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.0 200"), "{answer:?}");
+    assert!(answer.ends_with("\r\n\r\n1"), "{answer:?}");
+    // None of it is a component's failure, nor an answer of its version.
+    let scrape = scrape(&host).await;
+    assert_eq!(
+        value(&scrape, "webapp_wasm_guest_failures_total", &[]),
+        0.0,
+        "{}",
+        host.log()
+    );
+    assert_eq!(
+        value(
+            &scrape,
+            "webapp_version_requests_total",
+            &[("path", "/ep_one"), ("class", "4xx")]
+        ),
+        0.0
+    );
+    assert_eq!(
+        value(
+            &scrape,
+            "webapp_http_request_total",
+            &[("method", "GET"), ("status", "400")]
+        ),
+        3.0
+    );
+}
