@@ -189,7 +189,8 @@ impl App {
             return record.finish(UNMATCHED_PATH.into(), response);
         };
         let mut request = request;
-        if let Err(response) = with_authority(&mut request) {
+        if let Err(why) = with_authority(&mut request) {
+            let response = text(StatusCode::BAD_REQUEST, "text/plain", format!("{why}\n"));
             return record.finish(endpoint.path.clone(), response);
         }
         let announced = request
@@ -329,7 +330,7 @@ fn with_authority<B>(request: &mut Request<B>) -> Result<(), Response<Body>> {
                 .insert(HOST, HeaderValue::from_static("localhost"));
             Ok(())
         }
-        None => bad("an HTTP/1.1 request needs a Host header"),
+        None => Err("an HTTP/1.1 request needs a Host header"),
     }
 }
 
