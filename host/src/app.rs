@@ -307,24 +307,19 @@ impl App {
 /// and the guest then sees `localhost`. Checked before a version is picked,
 /// so a client's malformed request is neither a guest failure nor an answer
 /// of the version (nor a verdict on a canary).
-fn with_authority<B>(request: &mut Request<B>) -> Result<(), Response<Body>> {
+fn with_authority<B>(request: &mut Request<B>) -> Result<(), &'static str> {
     if request.uri().authority().is_some() {
         return Ok(());
     }
-    let bad = |why: &str| {
-        Err(text(
-            StatusCode::BAD_REQUEST,
-            "text/plain",
-            format!("{why}\n"),
-        ))
-    };
+    let old = matches!(
+        request.version(),
+        HttpVersion::HTTP_09 | HttpVersion::HTTP_10
+    );
     match request.headers().get(HOST) {
-        Some(host) if host.is_empty() => bad("empty Host header"),
-        Some(host) if host.to_str().is_err() => bad("Host header is not visible ASCII"),
+        Some(host) if host.is_empty() => Err("empty Host header"),
+        Some(host) if host.to_str().is_err() => Err("Host header is not visible ASCII"),
         Some(_) => Ok(()),
-        None if request.version() == HttpVersion::HTTP_10
-            || request.version() == HttpVersion::HTTP_09 =>
-        {
+        None if old => {
             request
                 .headers_mut()
                 .insert(HOST, HeaderValue::from_static("localhost"));
