@@ -28,8 +28,8 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue, RETRY_AFTER};
-use hyper::{Request, Response, StatusCode, Version as HttpVersion};
+use hyper::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue, RETRY_AFTER};
+use hyper::{Method, Request, Response, StatusCode, Version as HttpVersion};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
@@ -184,6 +184,21 @@ impl App {
             _ => {}
         }
         let record = RequestRecord::start(self.metrics.clone(), method_label(request.method()));
+        if request.method() == Method::CONNECT {
+            // A 2xx answer to CONNECT turns the connection into a tunnel
+            // (hyper then sends no body): no endpoint is a proxy.
+            let mut response = text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain",
+                "CONNECT is not served here\n",
+            );
+            response.headers_mut().insert(
+                ALLOW,
+                HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS"),
+            );
+            let path = self.routes.load().endpoint(path).map(|e| e.path.clone());
+            return record.finish(path.unwrap_or_else(|| UNMATCHED_PATH.into()), response);
+        }
         let Some(endpoint) = self.routes.load().endpoint(path).cloned() else {
             let response = text(StatusCode::NOT_FOUND, "text/plain", "not found\n");
             return record.finish(UNMATCHED_PATH.into(), response);

@@ -48,12 +48,15 @@ pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// An HTTP/1.1 connection builder with the head guards of `limits`: the
 /// head must arrive within the header timeout (which also closes idle
-/// kept-alive connections) and fit the header size limit.
+/// kept-alive connections) and fit the header size limit. A client may
+/// shut its sending side once its request is sent and still get the
+/// answer (half-close, which hyper otherwise takes for the client leaving).
 pub fn http1(limits: &HttpLimits) -> http1::Builder {
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes);
+        .max_buf_size(limits.max_header_bytes)
+        .half_close(true);
     http
 }
 

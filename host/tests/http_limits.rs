@@ -245,3 +245,41 @@ async fn a_request_without_a_host_is_the_clients_error_not_the_components() {
         3.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_half_closes_after_its_request_gets_the_answer() {
+    let host = Host::demo();
+    // `/ep_one` takes up to 200 ms: the client has shut its side long before.
+    for _ in 0..5 {
+        let mut stream = TcpStream::connect(host.addr).await.unwrap();
+        stream
+            .write_all(b"GET /ep_one HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        stream.shutdown().await.unwrap();
+        let (answer, closed) = read_until_closed(&mut stream, Duration::from_secs(5)).await;
+        assert!(closed, "{answer:?}");
+        assert!(
+            answer.starts_with("HTTP/1.1 200") && answer.ends_with("\r\n\r\n1"),
+            "{answer:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_is_refused_not_tunnelled() {
+    let host = Host::demo();
+    let answer = raw(
+        &host,
+        b"CONNECT /ep_one HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 405"), "{answer:?}");
+    let scrape = scrape(&host).await;
+    assert_eq!(
+        value(&scrape, "webapp_http_request_total", &[("status", "200")]),
+        0.0,
+        "a refused CONNECT is no 200"
+    );
+    assert_demo_endpoints_answer(&host).await;
+}
