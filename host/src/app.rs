@@ -170,7 +170,7 @@ impl App {
         self.stopping.store(true, Ordering::Relaxed);
     }
 
-    pub async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
+    pub async fn handle(&self, mut request: Request<Incoming>) -> Response<Body> {
         let path = request.uri().path();
         match path {
             "/metrics" => {
@@ -203,7 +203,6 @@ impl App {
             let response = text(StatusCode::NOT_FOUND, "text/plain", "not found\n");
             return record.finish(UNMATCHED_PATH.into(), response);
         };
-        let mut request = request;
         if let Err(why) = with_authority(&mut request) {
             let response = text(StatusCode::BAD_REQUEST, "text/plain", format!("{why}\n"));
             return record.finish(endpoint.path.clone(), response);

@@ -5,9 +5,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::decide::{Action, Known, Offer, decide};
-use super::known::held_instead;
+use super::decide::Action;
+use super::known::file_offers;
 use super::load;
+use super::store::Held;
 use super::{Control, Look, Owned, newest_of, observed};
 use crate::app::Endpoint;
 use crate::rollout::Serving;
@@ -17,14 +18,21 @@ impl Control {
     /// the lock, each route's file is read *now* and the rule decides.
     pub async fn look_at_files(&self, look: Look) {
         let mut owned = self.owned.lock().await;
+        let held = self.store.held_back();
         for endpoint in self.app.routes().endpoints() {
-            self.look_at_file(&mut owned, endpoint, look).await;
+            self.look_at_file(&mut owned, &held, endpoint, look).await;
         }
         self.show(&owned);
     }
 
     /// Looks at one route's file again, and acts on what the rule says.
-    async fn look_at_file(&self, owned: &mut Owned, endpoint: &Arc<Endpoint>, look: Look) {
+    async fn look_at_file(
+        &self,
+        owned: &mut Owned,
+        held: &[Held],
+        endpoint: &Arc<Endpoint>,
+        look: Look,
+    ) {
         let source = endpoint.source.clone();
         // Missing for a moment while a file is renamed into place, or a
         // core module about to be converted: the next event brings it.
@@ -36,30 +44,16 @@ impl Control {
         let Some(state) = owned.routes.get_mut(endpoint.path.as_ref()) else {
             return;
         };
-        if state
-            .interrupted
-            .as_ref()
-            .is_some_and(|(candidate, _)| *candidate != offer.digest)
-        {
-            state.interrupted = None; // The file moved on.
-        }
-        let held = self.store.held_back();
-        let instead = held_instead(&held, state, &endpoint.path, &offer.digest);
         let serving = endpoint.serving();
-        let known = Known {
-            serving: Some(observed(&serving)),
-            file_seen: state.file_seen.as_deref(),
-            canary_on_rebuild: endpoint.rollout.canary,
-        };
-        let action = decide(
-            &known,
-            Offer::File {
-                digest: &offer.digest,
-                held_back: instead.is_some(),
-            },
-        );
         let first_offer = state.file_seen.as_deref() != Some(offer.digest.as_str());
-        state.file_seen = Some(offer.digest.clone());
+        let (action, _) = file_offers(
+            state,
+            held,
+            &endpoint.path,
+            Some(observed(&serving)),
+            endpoint.rollout.canary,
+            &offer.digest,
+        );
         let path = endpoint.path.clone();
         match action {
             Action::Keep => {}

@@ -162,7 +162,9 @@ impl Control {
     /// (for a restart).
     fn record(&self, owned: &Owned) {
         let mut under_way = BTreeMap::new();
-        for endpoint in self.app.routes().endpoints() {
+        let routes = self.app.routes();
+        let mut stables = Vec::new();
+        for endpoint in routes.endpoints() {
             let Some(state) = owned.routes.get(endpoint.path.as_ref()) else {
                 continue;
             };
@@ -177,7 +179,7 @@ impl Control {
                 }
                 _ => continue,
             };
-            self.store.keep_bytes(&stable.digest, &stable.bytes);
+            stables.push(stable.clone());
             under_way.insert(
                 endpoint.path.to_string(),
                 UnderWay {
@@ -188,7 +190,11 @@ impl Control {
                 },
             );
         }
-        self.store.record_under_way(&under_way);
+        let stables: Vec<(&str, &[u8])> = stables
+            .iter()
+            .map(|c| (c.digest.as_str(), &*c.bytes))
+            .collect();
+        self.store.record_under_way(&under_way, &stables);
     }
 
     /// `GET /routes`: what serves now, and what is held back.

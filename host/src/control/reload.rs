@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::answers::{Reloaded, SwapError};
-use super::decide::{Action, Known, Offer, decide};
-use super::known::{RouteState, held_instead};
+use super::decide::Action;
+use super::known::{RouteState, file_offers, held_instead};
 use super::load::{self, FileOffer};
 use super::store::entry_key;
 use super::{Control, Owned, load_offer, new_endpoint, observed, publish, route_error};
@@ -94,27 +94,14 @@ impl Control {
                     )));
                 }
                 Some(offer) => {
-                    if state
-                        .interrupted
-                        .as_ref()
-                        .is_some_and(|(c, _)| *c != offer.digest)
-                    {
-                        state.interrupted = None;
-                    }
-                    let instead = held_instead(&held, &state, &route.path, &offer.digest);
-                    let known = Known {
-                        serving: serving.as_deref().map(observed),
-                        file_seen: state.file_seen.as_deref(),
-                        canary_on_rebuild: route.rollout.canary,
-                    };
-                    let action = decide(
-                        &known,
-                        Offer::File {
-                            digest: &offer.digest,
-                            held_back: instead.is_some(),
-                        },
+                    let (action, instead) = file_offers(
+                        &mut state,
+                        &held,
+                        &route.path,
+                        serving.as_deref().map(observed),
+                        route.rollout.canary,
+                        &offer.digest,
                     );
-                    state.file_seen = Some(offer.digest.clone());
                     self.plan(route, serving.as_deref(), action, instead, offer)
                         .await?
                 }

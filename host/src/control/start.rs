@@ -11,8 +11,8 @@ use tokio::sync::{Mutex, watch};
 use wasmtime::Result;
 
 use super::answers::unix_seconds;
-use super::decide::{Action, Known, Offer, decide};
-use super::known::{RouteState, held_instead};
+use super::decide::Action;
+use super::known::{RouteState, file_offers};
 use super::store::{Store, entry_key};
 use super::{Control, Owned, load, load_offer, new_endpoint, publish, route_error};
 use crate::app::{App, RouteSet};
@@ -56,15 +56,9 @@ impl Control {
                 state.interrupted = Some((was.candidate.clone(), was.stable.clone()));
                 state.interrupted_since = unix_seconds(SystemTime::now());
             }
-            let instead = held_instead(&held, &state, &route.path, &offer.digest);
-            let action = decide(
-                &Known::default(),
-                Offer::File {
-                    digest: &offer.digest,
-                    held_back: instead.is_some(),
-                },
-            );
-            state.file_seen = Some(offer.digest.clone());
+            // Nothing serves yet: a canary needs a stable version.
+            let (action, instead) =
+                file_offers(&mut state, &held, &route.path, None, None, &offer.digest);
             let interrupted = state.interrupted.is_some();
             let kept = match (action, &instead) {
                 (Action::HoldBack, Some(instead)) => Some((instead.clone(), store.bytes(instead))),

@@ -86,8 +86,12 @@ pub struct Store {
     /// This host's own record, and the lock that makes it this host's;
     /// `None` without a folder or when another host holds it.
     own: Option<(PathBuf, File)>,
-    /// Held-back versions when nothing is kept on disk.
+    /// Held-back versions this process could not write to the shared file
+    /// (or that it has no folder for).
     memory: Mutex<Vec<Held>>,
+    /// This host's record as last written: an unchanged record is not
+    /// written (nor its versions' bytes checked) again.
+    recorded: Mutex<Option<BTreeMap<String, UnderWay>>>,
 }
 
 impl Store {
@@ -129,6 +133,7 @@ impl Store {
             dir,
             own,
             memory: Mutex::new(Vec::new()),
+            recorded: Mutex::new(None),
         }
     }
 
@@ -267,18 +272,32 @@ impl Store {
             .collect()
     }
 
-    /// Records this host's rollouts under way (replacing the record).
-    pub fn record_under_way(&self, under_way: &BTreeMap<String, UnderWay>) {
+    /// Records this host's rollouts under way (replacing the record), once
+    /// the bytes of each one's stable version (`stables`: digest, bytes) are
+    /// kept; nothing when the record is unchanged since last written.
+    pub fn record_under_way(
+        &self,
+        under_way: &BTreeMap<String, UnderWay>,
+        stables: &[(&str, &[u8])],
+    ) {
         let Some((path, _)) = &self.own else { return };
+        let mut recorded = self.recorded.lock().expect("recorded lock");
+        if recorded.as_ref() == Some(under_way) {
+            return;
+        }
+        for (digest, bytes) in stables {
+            self.keep_bytes(digest, bytes);
+        }
         let written = serde_json::to_vec_pretty(under_way)
             .map_err(std::io::Error::other)
             .and_then(|json| write_durably(path, &json));
-        if let Err(e) = written {
-            tracing::warn!(
+        match written {
+            Ok(()) => *recorded = Some(under_way.clone()),
+            Err(e) => tracing::warn!(
                 "cannot record the rollouts under way in {}: {e}; a restart now would serve \
                  what the component files hold",
                 path.display()
-            );
+            ),
         }
     }
 }
@@ -410,12 +429,20 @@ mod tests {
                 share: 20,
             },
         )]);
-        first.record_under_way(&record);
+        first.record_under_way(&record, &[]);
+        // An unchanged record is not written again.
+        let own = first.own.as_ref().unwrap().0.clone();
+        std::fs::remove_file(&own).unwrap();
+        first.record_under_way(&record, &[]);
+        assert!(!own.exists());
+        first.record_under_way(&BTreeMap::new(), &[]);
+        first.record_under_way(&record, &[]);
+        assert!(own.exists());
         // A second host on the same listen setting, while the first runs:
         // it reads and writes nothing of the first's.
         let second = Store::open(Some(dir.path()), config, "127.0.0.1:0");
         assert!(second.under_way().is_empty());
-        second.record_under_way(&BTreeMap::new());
+        second.record_under_way(&BTreeMap::new(), &[]);
         assert_eq!(first.under_way(), record);
         // Once the first stops, a restart on the same setting is it again.
         drop((first, second));
