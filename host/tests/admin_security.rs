@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use testkit::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 /// The component cap of an upload (`component_file::MAX_COMPONENT_BYTES`).
@@ -28,26 +28,6 @@ async fn exchange(addr: SocketAddr, head: &str, body: &[u8]) -> (u16, String) {
     let (answer, closed) = read_until_closed(&mut stream, Duration::from_secs(10)).await;
     assert!(closed, "the connection stayed open after: {answer}");
     parse(&answer)
-}
-
-/// Everything the server sends until it closes the connection (or `within` passes).
-async fn read_until_closed(
-    stream: &mut (impl AsyncReadExt + Unpin),
-    within: Duration,
-) -> (String, bool) {
-    let mut all = Vec::new();
-    let mut buf = [0u8; 8192];
-    let closed = tokio::time::timeout(within, async {
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => all.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await
-    .is_ok();
-    (String::from_utf8_lossy(&all).into_owned(), closed)
 }
 
 /// The status and body of a raw HTTP/1.1 answer.

@@ -49,20 +49,9 @@ fn version_requests(scrape: &prometheus_parse::Scrape, path: &str, version: &str
     )
 }
 
+/// Ends of `/ep_one`'s rollouts by `decision` and `reason`.
 fn decisions(scrape: &prometheus_parse::Scrape, decision: &str, reason: &str) -> f64 {
-    value(
-        scrape,
-        "webapp_rollout_decisions_total",
-        &[
-            ("path", "/ep_one"),
-            ("decision", decision),
-            ("reason", reason),
-        ],
-    )
-}
-
-fn id(bytes: &[u8]) -> String {
-    sha256_hex(bytes)[..12].to_string()
+    rollout_decisions(scrape, "/ep_one", decision, reason)
 }
 
 /// Generator traffic on `/ep_one` (mostly) and `/ep_two` until stopped.
@@ -87,19 +76,6 @@ fn stop(mut generator: Child) {
     let _ = generator.wait();
 }
 
-/// Waits until `host` watches `folder` (a change before that is not seen);
-/// returns the log line's text.
-async fn until_watching(host: &Host, folder: &Path) -> String {
-    let watching = format!("watching {}", folder.canonicalize().unwrap().display());
-    eventually(
-        Duration::from_secs(10),
-        WithLog(&watching, host),
-        || async { host.log().contains(&watching) },
-    )
-    .await;
-    watching
-}
-
 /// Waits until `/ep_one`'s rollout has ended.
 async fn until_ended(host: &Host, within: Duration, what: &str) {
     eventually(within, WithLog(what, host), || async {
@@ -113,9 +89,9 @@ async fn a_ten_percent_canary_gets_ten_percent_and_every_answer_is_whole() {
     // No verdict: the judge never intervenes in this test (the candidate,
     // up to 400 ms against 200, would be rolled back for latency).
     let host = Host::start(&config(&component("ep_one"), NEVER_JUDGED), &[]);
-    let stable = id(&std::fs::read(component("ep_one")).unwrap());
+    let stable = version_id(&std::fs::read(component("ep_one")).unwrap());
     let ep_two = std::fs::read(component("ep_two")).unwrap();
-    let candidate = id(&ep_two);
+    let candidate = version_id(&ep_two);
     upload_canary(&host, ep_two.clone(), 10).await;
 
     let generator = start_generator(
@@ -220,9 +196,9 @@ async fn a_ten_percent_canary_gets_ten_percent_and_every_answer_is_whole() {
 async fn a_failing_candidate_is_rolled_back_within_ten_answers() {
     // The default policy.
     let host = Host::start(&config(&component("ep_one"), ""), &[]);
-    let stable = id(&std::fs::read(component("ep_one")).unwrap());
+    let stable = version_id(&std::fs::read(component("ep_one")).unwrap());
     let bad = std::fs::read(component("ep_error")).unwrap();
-    let candidate = id(&bad);
+    let candidate = version_id(&bad);
     let generator = background_traffic(&host);
     eventually(Duration::from_secs(30), "traffic on /ep_one", || async {
         version_requests(&scrape(&host).await, "/ep_one", &stable) >= 20.0
@@ -316,7 +292,7 @@ async fn a_healthy_candidate_is_promoted_after_its_healthy_period() {
     );
     // The same code under a new digest.
     let healthy = variant(&component("ep_one"), &nonce("healthy"));
-    let candidate = id(&healthy);
+    let candidate = version_id(&healthy);
     let generator = background_traffic(&host);
     let started = Instant::now();
     upload_canary(&host, healthy, 50).await;
@@ -507,13 +483,6 @@ async fn a_damaged_rollout_record_is_ignored() {
     }
 }
 
-/// Puts `bytes` at `target` the way build tools do: write aside, rename over.
-fn rename_into_place(bytes: &[u8], target: &Path) {
-    let aside = target.with_extension("new");
-    std::fs::write(&aside, bytes).unwrap();
-    std::fs::rename(&aside, target).unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_hundred_swaps_few_version_series_remain() {
     let hello = component("hello");
@@ -522,7 +491,7 @@ async fn after_a_hundred_swaps_few_version_series_remain() {
     let mut latest = String::new();
     for i in 0..100 {
         let bytes = variant(&hello, &nonce(&format!("swap{i}")));
-        latest = id(&bytes);
+        latest = version_id(&bytes);
         // Every other one a canary, which the next swap supersedes.
         let path = if i % 2 == 1 {
             "/routes/ep_one/component?canary=50"

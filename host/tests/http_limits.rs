@@ -16,23 +16,6 @@ fn config(http: &str) -> String {
     config_text(&format!("[http]\n{http}"), &routes)
 }
 
-/// Everything the server sends until it closes the connection (or `within` passes).
-async fn read_until_closed(stream: &mut TcpStream, within: Duration) -> (String, bool) {
-    let mut all = Vec::new();
-    let mut buf = [0u8; 8192];
-    let closed = tokio::time::timeout(within, async {
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => all.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await
-    .is_ok();
-    (String::from_utf8_lossy(&all).into_owned(), closed)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_and_idle_clients_are_cut_off_while_others_are_served() {
     let host = Host::start(&config("header_read_timeout = \"1s\"\n"), &[]);

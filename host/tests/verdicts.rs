@@ -17,36 +17,6 @@ use std::time::Duration;
 use hyper::StatusCode;
 use testkit::*;
 
-fn id(bytes: &[u8]) -> String {
-    sha256_hex(bytes)[..12].to_string()
-}
-
-/// Puts `bytes` at `target` the way build tools do: write aside, rename over.
-fn rename_into_place(bytes: &[u8], target: &Path) {
-    let aside = target.with_extension("new");
-    std::fs::write(&aside, bytes).unwrap();
-    std::fs::rename(&aside, target).unwrap();
-}
-
-/// Waits until `host` watches `folder` (a change before that is not seen).
-async fn until_watching(host: &Host, folder: &Path) {
-    let watching = format!("watching {}", folder.canonicalize().unwrap().display());
-    eventually(
-        Duration::from_secs(10),
-        WithLog(&watching, host),
-        || async { host.log().contains(&watching) },
-    )
-    .await;
-}
-
-fn decisions(scrape: &prometheus_parse::Scrape, path: &str, decision: &str, reason: &str) -> f64 {
-    value(
-        scrape,
-        "webapp_rollout_decisions_total",
-        &[("path", path), ("decision", decision), ("reason", reason)],
-    )
-}
-
 /// Sends requests to `path` until its rollout has ended.
 async fn traffic_until_decided(host: &Host, path: &str) {
     let client = client();
@@ -99,7 +69,7 @@ async fn a_rolled_back_version_never_serves_again() {
     let mut host = Host::start(&config, &args);
     until_watching(&host, folder.path()).await;
     let bad = std::fs::read(component("ep_error")).unwrap();
-    let bad_id = id(&bad);
+    let bad_id = version_id(&bad);
 
     // The file is rebuilt as a version failing every request: a canary,
     // rolled back for errors.
@@ -112,7 +82,10 @@ async fn a_rolled_back_version_never_serves_again() {
     .await;
     traffic_until_decided(&host, "/ep_one").await;
     let scraped = scrape(&host).await;
-    assert_eq!(decisions(&scraped, "/ep_one", "rollback", "errors"), 1.0);
+    assert_eq!(
+        rollout_decisions(&scraped, "/ep_one", "rollback", "errors"),
+        1.0
+    );
     let (route, _) = served_route(&host, "/ep_one").await;
     let held = route["held_back"].as_array().expect("held_back listed");
     assert_eq!(held.len(), 1, "{route}");
@@ -196,7 +169,7 @@ async fn failures_after_the_head_are_failures() {
     );
     let host = Host::start(&config, &[]);
     let faults = std::fs::read(component("faults")).unwrap();
-    let candidate = id(&faults);
+    let candidate = version_id(&faults);
     for route in ["x/trap-mid-body", "x/stream-forever"] {
         let path = format!("/routes/{route}/component?canary=50");
         let (status, answer) = admin(&host, "PUT", &path, faults.clone(), None).await;
@@ -206,7 +179,7 @@ async fn failures_after_the_head_are_failures() {
         traffic_until_decided(&host, path).await;
         let scrape = scrape(&host).await;
         assert_eq!(
-            decisions(&scrape, path, "rollback", "errors"),
+            rollout_decisions(&scrape, path, "rollback", "errors"),
             1.0,
             "{path}\n{}",
             host.log()
@@ -375,7 +348,7 @@ async fn a_slow_reload_does_not_keep_failing_candidates_serving() {
             let scrape = scrape(&host).await;
             routes
                 .iter()
-                .all(|path| decisions(&scrape, path, "rollback", "errors") == 1.0)
+                .all(|path| rollout_decisions(&scrape, path, "rollback", "errors") == 1.0)
         },
     )
     .await;
@@ -405,12 +378,15 @@ async fn a_version_another_host_rolled_back_is_not_promoted_here() {
     traffic_until_decided(&second, "/ep_one").await;
     let scrape = scrape(&second).await;
     assert_eq!(
-        decisions(&scrape, "/ep_one", "promote", "healthy"),
+        rollout_decisions(&scrape, "/ep_one", "promote", "healthy"),
         0.0,
         "{}",
         second.log()
     );
-    assert_eq!(decisions(&scrape, "/ep_one", "rollback", "superseded"), 1.0);
+    assert_eq!(
+        rollout_decisions(&scrape, "/ep_one", "rollback", "superseded"),
+        1.0
+    );
     all_answer(&second, "/ep_one", "1", "the stable version serves").await;
     assert!(second.log().contains("not promoted"), "{}", second.log());
 }

@@ -615,3 +615,64 @@ pub fn bucket(buckets: &[(f64, f64)], le: f64) -> f64 {
         .unwrap_or_else(|| panic!("no bucket le={le}"))
         .1
 }
+
+/// Puts `bytes` at `target` the way build tools do: write aside, rename over.
+pub fn rename_into_place(bytes: &[u8], target: &Path) {
+    let aside = target.with_extension("new");
+    std::fs::write(&aside, bytes).unwrap();
+    std::fs::rename(&aside, target).unwrap();
+}
+
+/// Waits until `host` watches `folder` (a change before that is not seen);
+/// returns the log line's text.
+pub async fn until_watching(host: &Host, folder: &Path) -> String {
+    let watching = format!("watching {}", folder.canonicalize().unwrap().display());
+    eventually(
+        Duration::from_secs(10),
+        WithLog(&watching, host),
+        || async { host.log().contains(&watching) },
+    )
+    .await;
+    watching
+}
+
+/// The `version` label of a component's bytes: its digest's first 12 hex digits.
+pub fn version_id(bytes: &[u8]) -> String {
+    sha256_hex(bytes)[..12].to_string()
+}
+
+/// Ends of rollouts on `path` counted with `decision` and `reason`.
+pub fn rollout_decisions(
+    scrape: &prometheus_parse::Scrape,
+    path: &str,
+    decision: &str,
+    reason: &str,
+) -> f64 {
+    value(
+        scrape,
+        "webapp_rollout_decisions_total",
+        &[("path", path), ("decision", decision), ("reason", reason)],
+    )
+}
+
+/// Everything the server sends until it closes the connection (or `within` passes),
+/// and whether it closed.
+pub async fn read_until_closed(
+    stream: &mut (impl tokio::io::AsyncRead + Unpin),
+    within: Duration,
+) -> (String, bool) {
+    use tokio::io::AsyncReadExt;
+    let mut all = Vec::new();
+    let mut buf = [0u8; 8192];
+    let closed = tokio::time::timeout(within, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => all.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .is_ok();
+    (String::from_utf8_lossy(&all).into_owned(), closed)
+}
