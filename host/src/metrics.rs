@@ -258,7 +258,7 @@ impl Metrics {
             Opts::new(
                 name("held_back_versions"),
                 "Versions held back on a route: rolled back there (or interrupted by a \
-                 restart), never served again from its file until its entry changes or an \
+                 restart), never served again from its file until its component changes or an \
                  operator names one.",
             ),
             &["path"],

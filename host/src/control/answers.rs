@@ -134,7 +134,7 @@ pub struct RouteInfo {
     /// The digest the route's file held when last looked at.
     pub file_digest: Option<String>,
     /// Versions held back on this route: never served again from a file,
-    /// a reload or a restart until the route's entry changes or an
+    /// a reload or a restart until the route's component changes or an
     /// operator names one through the admin API.
     pub held_back: Vec<HeldInfo>,
     /// Seconds since the Unix epoch when the serving version was loaded.

@@ -63,7 +63,7 @@ impl Control {
                         route = %path,
                         file = %offer.resolved.file.display(),
                         "the file now holds {}, held back on this route: not served (name it \
-                         through the admin API, or change the route's entry, to serve it)",
+                         through the admin API, or give the route another component, to serve it)",
                         &offer.digest[..12]
                     );
                 }
