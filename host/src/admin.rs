@@ -56,7 +56,6 @@
 //! resets the connection, which can destroy the answer before the client
 //! reads it.
 
-use std::convert::Infallible;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,13 +66,10 @@ use hyper::body::{Body, Incoming};
 use hyper::header::{AUTHORIZATION, CONNECTION, CONTENT_TYPE, HOST, HeaderMap, ORIGIN};
 use hyper::http::request::Parts;
 use hyper::http::uri::Authority;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::component_file;
@@ -120,35 +116,11 @@ pub async fn serve(
         token,
         body_timeout: limits.admin_body_timeout,
     });
-    let http = server::http1(&limits);
-    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Out of file descriptors, usually: wait instead of spinning.
-                tracing::warn!("admin API: accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = connections.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "admin API: {MAX_CONNECTIONS} connections open, closing a new one");
-            continue;
-        };
+    let handle = move |request| {
         let (control, guard) = (control.clone(), guard.clone());
-        let service = service_fn(move |request| {
-            let (control, guard) = (control.clone(), guard.clone());
-            async move { Ok::<_, Infallible>(handle(&control, &guard, request).await) }
-        });
-        let connection = http.serve_connection(TokioIo::new(stream), service);
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(%peer, "admin connection ended with an error: {e}");
-            }
-            drop(permit);
-        });
-    }
+        async move { handle(&control, &guard, request).await }
+    };
+    server::serve_forever(listener, "admin API", MAX_CONNECTIONS, limits, handle).await;
 }
 
 /// Answers one request; a body the answer leaves unread is drained for a

@@ -17,6 +17,13 @@
 //! counted in its version's series, by how it really ended: a guest that
 //! fails after sending its head (a trap, a deadline, an abort mid-body)
 //! counts with the failure's status (500, 504), not the head's.
+//!
+//! What the client did is the client's (`client.rs`): a request whose body
+//! was too large, malformed or too slow is answered 413, 400 or 408, and one
+//! whose client did not take the whole answer (left, or stopped reading) is
+//! counted as 499; neither is a guest failure or part of a verdict. Every
+//! routed request is counted exactly once, when its record drops: with its
+//! status, or 499 when the client left first, even while its guest ran.
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -33,7 +40,8 @@ use hyper::{Method, Request, Response, StatusCode, Version as HttpVersion};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use crate::body::LimitedBody;
+use crate::body::RequestBody;
+use crate::client::{ClientSide, client_closed};
 use crate::config::{Config, GuestLimits, RolloutConfig};
 use crate::guest::{self, GuestFailure};
 use crate::labels::{UNMATCHED_PATH, method_label};
@@ -50,6 +58,8 @@ pub struct App {
     /// Requests inside components at once: past the cap, 503.
     in_flight: Arc<Semaphore>,
     max_body_bytes: u64,
+    /// Longest pause between request body bytes a guest waits for.
+    body_read_timeout: std::time::Duration,
     /// Whether the engine meters fuel (every store then needs some).
     fuel_metered: bool,
     /// Set when a stop signal arrives: `/readyz` turns 503.
@@ -140,6 +150,7 @@ impl App {
             metrics,
             in_flight: Arc::new(Semaphore::new(config.http.max_in_flight)),
             max_body_bytes: config.http.max_body_bytes,
+            body_read_timeout: config.http.body_read_timeout,
             fuel_metered,
             stopping: AtomicBool::new(false),
             verdict_due: Arc::new(Notify::new()),
@@ -170,18 +181,36 @@ impl App {
         self.stopping.store(true, Ordering::Relaxed);
     }
 
+    /// The host's own answer for `path`, if it is one of the operator's
+    /// endpoints (`/metrics`, `/healthz`, `/readyz`); these are not counted.
+    fn operator_answer(&self, path: &str) -> Option<Response<Body>> {
+        Some(match path {
+            "/metrics" => text(StatusCode::OK, metrics::CONTENT_TYPE, self.metrics.render()),
+            "/healthz" => text(StatusCode::OK, "text/plain", "ok\n"),
+            "/readyz" if self.stopping.load(Ordering::Relaxed) => {
+                text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "stopping\n")
+            }
+            "/readyz" => text(StatusCode::OK, "text/plain", "ready\n"),
+            _ => return None,
+        })
+    }
+
+    /// Answers a request on the probes-and-metrics listener (`ops_listen`):
+    /// the operator's endpoints only.
+    pub fn handle_operator(&self, request: &Request<Incoming>) -> Response<Body> {
+        self.operator_answer(request.uri().path()).unwrap_or_else(|| {
+            text(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                "this listener serves /metrics, /healthz and /readyz only\n",
+            )
+        })
+    }
+
     pub async fn handle(&self, mut request: Request<Incoming>) -> Response<Body> {
         let path = request.uri().path();
-        match path {
-            "/metrics" => {
-                return text(StatusCode::OK, metrics::CONTENT_TYPE, self.metrics.render());
-            }
-            "/healthz" => return text(StatusCode::OK, "text/plain", "ok\n"),
-            "/readyz" if self.stopping.load(Ordering::Relaxed) => {
-                return text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "stopping\n");
-            }
-            "/readyz" => return text(StatusCode::OK, "text/plain", "ready\n"),
-            _ => {}
+        if let Some(response) = self.operator_answer(path) {
+            return response;
         }
         let record = RequestRecord::start(self.metrics.clone(), method_label(request.method()));
         if request.method() == Method::CONNECT {
@@ -203,6 +232,8 @@ impl App {
             let response = text(StatusCode::NOT_FOUND, "text/plain", "not found\n");
             return record.finish(UNMATCHED_PATH.into(), response);
         };
+        let client = Arc::new(ClientSide::default());
+        let record = record.routed(endpoint.path.clone(), client.clone());
         if let Err(why) = with_authority(&mut request) {
             let response = text(StatusCode::BAD_REQUEST, "text/plain", format!("{why}\n"));
             return record.finish(endpoint.path.clone(), response);
@@ -227,16 +258,21 @@ impl App {
         };
         let record = record.holding(permit);
 
-        // A body cut off at the limit makes the guest fail: that is the
-        // client's doing (413), not a guest failure.
-        let body_exceeded = Arc::new(AtomicBool::new(false));
-        let request =
-            request.map(|body| LimitedBody::new(body, self.max_body_bytes, body_exceeded.clone()));
+        // A body cut off at its limit or pace makes the guest fail: that is
+        // the client's doing, not a guest failure.
+        let request = request.map(|body| {
+            RequestBody::new(
+                body,
+                self.max_body_bytes,
+                self.body_read_timeout,
+                client.clone(),
+            )
+        });
         let failed = Arc::new(OnceLock::new());
         let report = self.failure_report(
             endpoint.path.clone(),
             record.method,
-            body_exceeded.clone(),
+            client.clone(),
             failed.clone(),
         );
         let serving = endpoint.serving();
@@ -263,17 +299,20 @@ impl App {
         if let Some(elapsed) = invocation.instantiation {
             self.metrics.observe_instantiation(&endpoint.path, elapsed);
         }
-        let response = match invocation.result {
-            _ if body_exceeded.load(Ordering::Relaxed) => too_large(self.max_body_bytes),
-            Ok(response) => response.map(|body| body.boxed_unsync()),
-            Err(failure) => {
-                let status = failure.status();
-                text(
-                    status,
-                    "text/plain",
-                    format!("{status}: the endpoint's component failed\n"),
-                )
-            }
+        let response = match (client.body_answer(), invocation.result) {
+            (Some(status), _) => self.refused_body(status),
+            (None, Ok(response)) => response.map(|body| body.boxed_unsync()),
+            (None, Err(failure)) => match client.blame(&failure) {
+                Some(status) => self.refused_body(status),
+                None => {
+                    let status = failure.status();
+                    text(
+                        status,
+                        "text/plain",
+                        format!("{status}: the endpoint's component failed\n"),
+                    )
+                }
+            },
         };
         record.finish(endpoint.path.clone(), response)
     }
@@ -283,17 +322,24 @@ impl App {
     /// overstay its deadline); a second failure is logged, not counted.
     /// The first failure's status goes to `failed`, for the request's
     /// version series and rollout.
+    /// A failure the client caused (`client.rs`) is logged at debug level
+    /// only (any client can cause it) and not counted.
     fn failure_report(
         &self,
         path: Arc<str>,
         method: &'static str,
-        body_exceeded: Arc<AtomicBool>,
+        client: Arc<ClientSide>,
         failed: Arc<OnceLock<StatusCode>>,
     ) -> guest::Report {
         let metrics = self.metrics.clone();
         let first = std::sync::Mutex::new(None::<&'static str>);
         Arc::new(move |failure: &GuestFailure| {
-            if body_exceeded.load(Ordering::Relaxed) {
+            if let Some(status) = client.blame(failure) {
+                tracing::debug!(
+                    route = %path,
+                    kind = failure.kind(),
+                    "component failed on the client's account ({status}): {failure}"
+                );
                 return;
             }
             let mut first = first.lock().expect("failure lock");
@@ -351,14 +397,43 @@ fn too_large(limit: u64) -> Response<Body> {
     )
 }
 
-/// One request's accounting: in flight from `start` until dropped; observed
-/// when dropped, if it got as far as a response. It travels inside the
-/// response body, so it drops when the body is complete (or abandoned).
+impl App {
+    /// The answer to a request the client ended (`ClientSide::body_answer`,
+    /// `ClientSide::blame`): 413, 408, 400, or 499 (which nobody reads).
+    fn refused_body(&self, status: StatusCode) -> Response<Body> {
+        match status {
+            StatusCode::PAYLOAD_TOO_LARGE => too_large(self.max_body_bytes),
+            StatusCode::REQUEST_TIMEOUT => text(
+                status,
+                "text/plain",
+                format!(
+                    "the request body came too slowly (http.body_read_timeout is {})\n",
+                    humantime::format_duration(self.body_read_timeout)
+                ),
+            ),
+            StatusCode::BAD_REQUEST => text(status, "text/plain", "malformed request body\n"),
+            _ => text(status, "text/plain", "client closed request\n"),
+        }
+    }
+}
+
+/// One request's accounting: in flight from `start` until dropped; counted
+/// when dropped, once routed. It travels inside the response body, so it
+/// drops when the body is complete, abandoned (the client left), or never
+/// made (the client left while the guest ran).
 struct RequestRecord {
     metrics: Arc<Metrics>,
     method: &'static str,
     started: Instant,
-    outcome: Option<(Arc<str>, StatusCode)>,
+    /// The route (or `UNMATCHED_PATH`), once known: from then on the
+    /// request is counted.
+    path: Option<Arc<str>>,
+    /// The answer's status, once there is an answer.
+    status: Option<StatusCode>,
+    /// Whether the whole answer was handed to the connection.
+    completed: bool,
+    /// What the client did, for routed requests.
+    client: Option<Arc<ClientSide>>,
     /// A place under the in-flight cap, released with the record.
     _permit: Option<OwnedSemaphorePermit>,
     /// The version that answered, once one was picked.
@@ -385,10 +460,21 @@ impl RequestRecord {
             metrics,
             method,
             started: Instant::now(),
-            outcome: None,
+            path: None,
+            status: None,
+            completed: false,
+            client: None,
             _permit: None,
             version: None,
         }
+    }
+
+    /// The request is on route `path`: counted from now on, as 499 if the
+    /// client leaves before its answer.
+    fn routed(mut self, path: Arc<str>, client: Arc<ClientSide>) -> Self {
+        self.path = Some(path);
+        self.client = Some(client);
+        self
     }
 
     fn on_version(mut self, version: VersionRecord) -> Self {
@@ -402,13 +488,12 @@ impl RequestRecord {
     }
 
     fn finish(mut self, path: Arc<str>, response: Response<Body>) -> Response<Body> {
-        self.outcome = Some((path, response.status()));
+        self.path = Some(path);
+        self.status = Some(response.status());
         response.map(|body| {
-            body.map_frame(move |frame| {
-                let _record = &self;
-                frame
-            })
-            .boxed_unsync()
+            // A body already at its end is never polled: it is complete.
+            self.completed = hyper::body::Body::is_end_stream(&body);
+            Recorded { body, record: self }.boxed_unsync()
         })
     }
 }
@@ -416,29 +501,93 @@ impl RequestRecord {
 impl Drop for RequestRecord {
     fn drop(&mut self) {
         self.metrics.track_in_flight(false);
-        if let Some((path, status)) = &self.outcome {
-            let elapsed = self.started.elapsed();
-            self.metrics
-                .observe_request(self.method, path, *status, elapsed);
-            if let Some(VersionRecord {
-                version,
-                failed,
-                judged,
-            }) = &self.version
-            {
-                // A response whose head said 200 but whose guest then
-                // failed is a failure: judged and counted as one.
-                let ended = failed.get().copied().unwrap_or(*status);
-                if let Some(meters) = &version.meters {
-                    meters.observe(ended, elapsed);
-                }
-                if let Some((rollout, arm, verdict_due)) = judged
-                    && rollout.record(*arm, ended, elapsed)
-                {
-                    verdict_due.notify_one();
+        let Some(path) = &self.path else { return };
+        let elapsed = self.started.elapsed();
+        let failed = self
+            .version
+            .as_ref()
+            .and_then(|v| v.failed.get().copied());
+        // Not all handed over and not the guest's failure: the client left
+        // (or was cut off for not reading). Said before the guest, which
+        // may still run, fails on the closed stream: that is not its fault.
+        let left = !self.completed && failed.is_none();
+        if left && let Some(client) = &self.client {
+            client.left();
+        }
+        let status = match self.status {
+            _ if left => client_closed(),
+            Some(status) => status,
+            None => return,
+        };
+        self.metrics
+            .observe_request(self.method, path, status, elapsed);
+        let Some(VersionRecord {
+            version, judged, ..
+        }) = &self.version
+        else {
+            return;
+        };
+        // A response whose head said 200 but whose guest then failed is a
+        // failure: judged and counted as one.
+        let ended = failed.unwrap_or(status);
+        if let Some(meters) = &version.meters {
+            meters.observe(ended, elapsed);
+        }
+        let clients = left || self.client.as_ref().is_some_and(|c| c.body_answer().is_some());
+        if let Some((rollout, arm, verdict_due)) = judged
+            && !clients
+            && rollout.record(*arm, ended, elapsed)
+        {
+            verdict_due.notify_one();
+        }
+    }
+}
+
+/// A response body carrying its request's record: it marks the record
+/// complete when the last frame is handed over, and tells the client's
+/// record when the server has taken a frame and not yet asked for the next
+/// (the client reading slower than the guest writes).
+struct Recorded {
+    body: Body,
+    record: RequestRecord,
+}
+
+impl hyper::body::Body for Recorded {
+    type Data = Bytes;
+    type Error = <Body as hyper::body::Body>::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        let client = this.record.client.as_deref();
+        if let Some(client) = client {
+            client.answer_taken(false);
+        }
+        let polled = std::pin::Pin::new(&mut this.body).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => this.record.completed = true,
+            Poll::Ready(Some(Ok(_))) if hyper::body::Body::is_end_stream(&this.body) => {
+                this.record.completed = true
+            }
+            Poll::Ready(Some(Ok(_))) => {
+                if let Some(client) = client {
+                    client.answer_taken(true);
                 }
             }
+            _ => {}
         }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        hyper::body::Body::is_end_stream(&self.body)
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::Body::size_hint(&self.body)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Body wrappers that keep a misbehaving client or guest honest.
 //!
-//! [`LimitedBody`] caps what a client may upload into a component.
+//! [`RequestBody`] bounds what a client may upload into a component, in
+//! size and in pace.
 //! [`GuestBody`] makes a response whose guest failed mid-stream end in an
 //! error, so hyper aborts the connection instead of sending a clean end (a
 //! truncated body must never look complete), and makes the response last
@@ -9,39 +10,52 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::sync::oneshot;
+use tokio::time::Sleep;
 use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-/// A request body that fails once more than `limit` bytes have come in.
-pub struct LimitedBody<B> {
+use crate::client::ClientSide;
+
+/// A client's request body as a component reads it: it fails once more
+/// than `limit` bytes have come in, or when the component has waited
+/// `pause` for bytes that do not come; what happened goes to the request's
+/// [`ClientSide`], so the failure is the client's.
+pub struct RequestBody<B> {
     inner: B,
     remaining: u64,
     limit: u64,
-    exceeded: Arc<AtomicBool>,
+    /// Longest wait for the client's next bytes (`http.body_read_timeout`).
+    pause: Duration,
+    /// Runs while the component waits for bytes that have not come.
+    stall: Option<Pin<Box<Sleep>>>,
+    /// Where what the client did is told.
+    client: Arc<ClientSide>,
 }
 
-impl<B> LimitedBody<B> {
-    /// Wraps `inner`; `exceeded` turns true if the limit is hit.
-    pub fn new(inner: B, limit: u64, exceeded: Arc<AtomicBool>) -> Self {
+impl<B> RequestBody<B> {
+    /// Wraps `inner`, bounded by `limit` bytes and `pause` between them.
+    pub fn new(inner: B, limit: u64, pause: Duration, client: Arc<ClientSide>) -> Self {
         Self {
             inner,
             remaining: limit,
             limit,
-            exceeded,
+            pause,
+            stall: None,
+            client,
         }
     }
 }
 
-impl<B> Body for LimitedBody<B>
+impl<B> Body for RequestBody<B>
 where
     B: Body<Data = Bytes> + Unpin,
-    B::Error: Into<ErrorCode>,
+    B::Error: std::fmt::Display,
 {
     type Data = Bytes;
     type Error = ErrorCode;
@@ -51,15 +65,38 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, ErrorCode>>> {
         let this = &mut *self;
-        let frame = match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
-            Some(Ok(frame)) => frame,
-            Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
-            None => return Poll::Ready(None),
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        this.client.awaiting_body(polled.is_pending());
+        let frame = match polled {
+            Poll::Pending => {
+                let pause = this.pause;
+                let stall = this
+                    .stall
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(pause)));
+                ready!(stall.as_mut().poll(cx));
+                this.client.awaiting_body(false);
+                this.client.body_stalled();
+                return Poll::Ready(Some(Err(ErrorCode::ConnectionReadTimeout)));
+            }
+            Poll::Ready(frame) => {
+                this.stall = None;
+                match frame {
+                    Some(Ok(frame)) => frame,
+                    Some(Err(e)) => {
+                        // Malformed, or cut off by the client leaving: the
+                        // client's, and any client can cause it, so no warning.
+                        tracing::debug!("the client's request body broke off: {e}");
+                        this.client.body_broken();
+                        return Poll::Ready(Some(Err(ErrorCode::HttpProtocolError)));
+                    }
+                    None => return Poll::Ready(None),
+                }
+            }
         };
         if let Some(data) = frame.data_ref() {
             let len = data.len() as u64;
             if len > this.remaining {
-                this.exceeded.store(true, Ordering::Relaxed);
+                this.client.body_too_large();
                 return Poll::Ready(Some(Err(ErrorCode::HttpRequestBodySize(Some(this.limit)))));
             }
             this.remaining -= len;
@@ -151,30 +188,52 @@ mod tests {
     use super::*;
     use http_body_util::{BodyExt, Full};
 
-    /// `bytes` in one frame, limited to `limit`, with its "exceeded" flag.
+    /// `bytes` in one frame, limited to `limit`, with its client's record.
     fn limited(
         bytes: &'static [u8],
         limit: u64,
-    ) -> (impl Body<Data = Bytes, Error = ErrorCode>, Arc<AtomicBool>) {
-        let exceeded = Arc::new(AtomicBool::new(false));
-        let full =
-            Full::new(Bytes::from_static(bytes)).map_err(|never| -> ErrorCode { match never {} });
-        (LimitedBody::new(full, limit, exceeded.clone()), exceeded)
+    ) -> (impl Body<Data = Bytes, Error = ErrorCode>, Arc<ClientSide>) {
+        let client = Arc::new(ClientSide::default());
+        let full = Full::new(Bytes::from_static(bytes));
+        let body = RequestBody::new(full, limit, Duration::from_secs(1), client.clone());
+        (body, client)
     }
 
     #[tokio::test]
     async fn a_body_within_its_limit_passes_whole() {
-        let (body, exceeded) = limited(b"hello", 5);
+        let (body, client) = limited(b"hello", 5);
         let bytes = body.collect().await.unwrap().to_bytes();
         assert_eq!(&bytes[..], b"hello");
-        assert!(!exceeded.load(Ordering::Relaxed));
+        assert_eq!(client.body_answer(), None);
     }
 
     #[tokio::test]
     async fn a_body_over_its_limit_fails_and_says_so() {
-        let (body, exceeded) = limited(b"abcdef", 4);
+        let (body, client) = limited(b"abcdef", 4);
         assert!(body.collect().await.is_err());
-        assert!(exceeded.load(Ordering::Relaxed));
+        assert_eq!(client.body_answer(), Some(hyper::StatusCode::PAYLOAD_TOO_LARGE));
+    }
+
+    #[tokio::test]
+    async fn a_body_that_pauses_too_long_fails_as_the_clients() {
+        let client = Arc::new(ClientSide::default());
+        // A client that sent a first frame and then nothing (the sender
+        // stays, so the body never ends).
+        let (mut sender, receiver) = futures::channel::mpsc::channel(4);
+        sender
+            .try_send(Ok::<_, String>(Frame::data(Bytes::from_static(b"x"))))
+            .unwrap();
+        let stalled = http_body_util::StreamBody::new(receiver);
+        let pause = Duration::from_millis(100);
+        let mut body = RequestBody::new(stalled, 100, pause, client.clone());
+        assert!(body.frame().await.unwrap().is_ok());
+        assert_eq!(client.body_answer(), None);
+        let started = std::time::Instant::now();
+        let error = body.frame().await.unwrap().unwrap_err();
+        assert!(matches!(error, ErrorCode::ConnectionReadTimeout), "{error:?}");
+        assert!(started.elapsed() >= pause);
+        assert_eq!(client.body_answer(), Some(hyper::StatusCode::REQUEST_TIMEOUT));
+        drop(sender);
     }
 
     fn outgoing(bytes: &'static [u8]) -> HyperOutgoingBody {

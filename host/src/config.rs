@@ -36,6 +36,14 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// A request body may pause this long between bytes (nginx's
+/// `client_body_timeout` is 60 s; a guest waiting longer than this on its
+/// client holds a place under `max_in_flight` for nothing).
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A write to a client may make no progress this long (nginx's
+/// `send_timeout` is 60 s; a client that stops reading pins a connection
+/// and megabytes of socket buffers until then).
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:5001";
 /// Room for the largest upload (64 MiB) at about 1 MiB/s, e.g. through
 /// `kubectl port-forward` from afar.
@@ -52,6 +60,13 @@ pub struct Settings {
     /// Address to serve HTTP (and /metrics) on [key: listen; default 0.0.0.0:5000].
     #[arg(long, env = "WEBAPP_LISTEN")]
     pub listen: Option<SocketAddr>,
+
+    /// A second address serving only /metrics, /healthz and /readyz, with
+    /// connections of its own: probes and Prometheus are answered there even
+    /// when clients hold every connection or place of `listen`
+    /// [key: ops_listen; default off].
+    #[arg(long, env = "WEBAPP_OPS_LISTEN")]
+    pub ops_listen: Option<SocketAddr>,
 
     /// Prefix of the HTTP metric names; `flask` gives exactly the names of
     /// prometheus_flask_exporter [key: metrics_prefix; default webapp].
@@ -230,6 +245,28 @@ pub struct HttpSettings {
     #[arg(long, env = "WEBAPP_MAX_HEADER_BYTES")]
     pub max_header_bytes: Option<usize>,
 
+    /// Longest pause between the bytes of a request body while its
+    /// component waits for them; then 408, counted as the client's
+    /// [key: http.body_read_timeout; default 10s].
+    #[arg(long, env = "WEBAPP_BODY_READ_TIMEOUT", value_parser = humantime::parse_duration)]
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub body_read_timeout: Option<Duration>,
+
+    /// Longest a write to a client may make no progress (a client that
+    /// stops reading); then the connection is closed and its request counted
+    /// as 499 [key: http.send_timeout; default 10s].
+    #[arg(long, env = "WEBAPP_SEND_TIMEOUT", value_parser = humantime::parse_duration)]
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub send_timeout: Option<Duration>,
+
     /// Largest request body in bytes; larger gets 413 [key: http.max_body_bytes; default 1048576].
     #[arg(long, env = "WEBAPP_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<u64>,
@@ -286,6 +323,8 @@ pub struct Config {
     pub http: HttpLimits,
     /// Where the admin API listens; `None` when it is off.
     pub admin_listen: Option<SocketAddr>,
+    /// Where only /metrics, /healthz and /readyz are served, if anywhere.
+    pub ops_listen: Option<SocketAddr>,
     /// The bearer token the admin API requires, if any.
     pub admin_token: Option<String>,
     /// Where compiled components are kept across runs; `None` keeps them in memory only.
@@ -309,6 +348,10 @@ pub struct HttpLimits {
     pub header_read_timeout: Duration,
     /// Largest request head (request line and headers); larger gets 431.
     pub max_header_bytes: usize,
+    /// Longest pause between request body bytes a component waits for; then 408.
+    pub body_read_timeout: Duration,
+    /// Longest a write to a client may make no progress; then the connection closes.
+    pub send_timeout: Duration,
     /// Largest request body; larger gets 413.
     pub max_body_bytes: u64,
     /// Connections open at once; beyond it a connection gets 503 and is closed.
@@ -450,17 +493,28 @@ impl Config {
             );
         }
         let routes = check_routes(&file.routes, text, path, request_timeout, &pool)?;
+        let listen = s
+            .listen
+            .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
+        if let Some(ops) = s.ops_listen
+            && ops.port() != 0
+            && (ops == listen || Some(ops) == admin_listen)
+        {
+            bail!(
+                "ops_listen (--ops-listen) {ops} is already listen or admin.listen: \
+                 give it a port of its own"
+            );
+        }
 
         Ok(Config {
-            listen: s
-                .listen
-                .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default")),
+            listen,
             metrics_prefix,
             shutdown_grace: s.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
             drain_delay: s.drain_delay.unwrap_or(Duration::ZERO),
             pool,
             http,
             admin_listen,
+            ops_listen: s.ops_listen,
             admin_token,
             cache_dir: match s.cache {
                 Some(false) => None,
@@ -527,14 +581,26 @@ impl HttpSettings {
                 .header_read_timeout
                 .unwrap_or(DEFAULT_HEADER_READ_TIMEOUT),
             max_header_bytes: self.max_header_bytes.unwrap_or(DEFAULT_MAX_HEADER_BYTES),
+            body_read_timeout: self.body_read_timeout.unwrap_or(DEFAULT_BODY_READ_TIMEOUT),
+            send_timeout: self.send_timeout.unwrap_or(DEFAULT_SEND_TIMEOUT),
             max_body_bytes: self.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
             max_connections: self.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
             max_in_flight: self.max_in_flight.unwrap_or(pool.max_instances as usize),
             // The admin section's, set by `Config::parse`.
             admin_body_timeout: DEFAULT_ADMIN_BODY_TIMEOUT,
         };
-        if http.header_read_timeout.is_zero() {
-            bail!("http.header_read_timeout (--header-read-timeout) must be above zero");
+        for (value, key, flag) in [
+            (
+                http.header_read_timeout,
+                "header_read_timeout",
+                "header-read-timeout",
+            ),
+            (http.body_read_timeout, "body_read_timeout", "body-read-timeout"),
+            (http.send_timeout, "send_timeout", "send-timeout"),
+        ] {
+            if value.is_zero() {
+                bail!("http.{key} (--{flag}) must be above zero");
+            }
         }
         // hyper's read buffer cannot be smaller than 8 KiB.
         if http.max_header_bytes < 8192 {

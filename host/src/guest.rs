@@ -23,7 +23,7 @@ use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 
-use crate::body::{GuestBody, GuestEnd, LimitedBody};
+use crate::body::{GuestBody, GuestEnd, RequestBody};
 use crate::config::GuestLimits;
 use crate::state::{MemoryLimitExceeded, RequestState};
 use crate::usage::{GuestUsage, Timed};
@@ -127,7 +127,7 @@ type GuestRun = Pin<Box<dyn Future<Output = Result<(), GuestFailure>> + Send>>;
 /// body then ends in an error).
 pub async fn invoke(
     pre: &ProxyPre<RequestState>,
-    request: Request<LimitedBody<Incoming>>,
+    request: Request<RequestBody<Incoming>>,
     limits: &GuestLimits,
     fuel_metered: bool,
     report: Report,

@@ -8,8 +8,9 @@
 //! component), `rollout` + `judge` (canary versions: the split; the verdict), `body` (request and response body guards), `routes` +
 //! `labels` (pure rules), `usage` (what a guest costs), `metrics` +
 //! `process` (what /metrics shows), `app`
-//! (the routes served and one request end to end), `server` (connections and
-//! graceful stop), `control` (the one owner of what serves: the rule,
+//! (the routes served and one request end to end), `client` (what a
+//! client did, so whose a failure is), `server` + `write_timeout`
+//! (connections, their bounds, graceful stop), `control` (the one owner of what serves: the rule,
 //! the rollout supervisor, what outlives a restart) with its inputs `watch`
 //! and `admin`.
 
@@ -18,6 +19,7 @@ mod app;
 mod body;
 mod cache;
 mod cli;
+mod client;
 mod component_file;
 mod config;
 mod control;
@@ -33,6 +35,7 @@ mod server;
 mod state;
 mod usage;
 mod watch;
+mod write_timeout;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -101,6 +104,16 @@ fn run(args: &cli::Args) -> Result<()> {
                 config.admin_token.clone(),
                 config.http,
             ));
+        }
+        if let Some(addr) = config.ops_listen {
+            let ops = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format_err!("cannot listen on {addr} (ops_listen): {e}"))?;
+            println!(
+                "probes and metrics listening on http://{} (/metrics, /healthz, /readyz)",
+                ops.local_addr()?
+            );
+            tokio::spawn(server::serve_operator(ops, app.clone(), config.http));
         }
         tokio::spawn(control.clone().supervise());
         if config.watch {

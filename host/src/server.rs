@@ -1,9 +1,17 @@
-//! The server loop: accept connections, serve HTTP/1.1 on each, stop gracefully.
+//! The server loops: accept connections, serve HTTP/1.1 on each, stop gracefully.
 //!
-//! Each connection is bounded: its request heads must arrive within the
-//! header timeout (which also closes idle kept-alive connections) and fit
-//! the header size limit (else 431), and past the connection cap a new
-//! connection gets a plain 503 and is closed rather than queued.
+//! Each connection is bounded in every phase: its request heads must
+//! arrive within the header timeout (which also closes idle kept-alive
+//! connections) and fit the header size limit (else 431); a body is
+//! bounded where it is read (`body.rs`, `admin.rs`); a write that makes no
+//! progress for the send timeout ends the connection (`write_timeout.rs`).
+//! Past the connection cap a new connection gets a plain 503 and is closed
+//! rather than queued.
+//!
+//! The public listener ([`serve`]) serves the app; the probes-and-metrics
+//! listener ([`serve_operator`], `ops_listen`) and the admin API share
+//! [`serve_forever`]: connections of their own, so clients that take every
+//! connection or place of the public listener cannot take those.
 //!
 //! On the stop signal `/readyz` turns 503 and the server keeps accepting for
 //! the drain delay (so load balancers notice), then the listener closes (new
@@ -12,13 +20,16 @@
 //! grace period is over.
 
 use std::convert::Infallible;
+use std::error::Error as StdError;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::body::{Body as HttpBody, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
+use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -27,6 +38,11 @@ use tokio::sync::Semaphore;
 
 use crate::app::App;
 use crate::config::{Config, HttpLimits};
+use crate::write_timeout::WriteTimeout;
+
+/// Connections the probes-and-metrics listener keeps open at once: probes
+/// and scrapers need a handful.
+const OPERATOR_CONNECTIONS: usize = 64;
 
 /// Connections the kernel may queue before the server accepts them (capped
 /// by `net.core.somaxconn`). The std default, 128, overflows when thousands
@@ -58,6 +74,77 @@ pub fn http1(limits: &HttpLimits) -> http1::Builder {
         .max_buf_size(limits.max_header_bytes)
         .half_close(true);
     http
+}
+
+/// A connection as hyper reads and writes it: writes bounded by the send
+/// timeout of `limits`.
+pub fn io(stream: TcpStream, limits: &HttpLimits) -> TokioIo<WriteTimeout<TcpStream>> {
+    let _ = stream.set_nodelay(true);
+    TokioIo::new(WriteTimeout::new(stream, limits.send_timeout))
+}
+
+/// Serves `listener` for the life of the process, each request answered by
+/// `handle`, at most `cap` connections at once (one past it is closed at
+/// once, with a warning naming `name`).
+pub async fn serve_forever<F, Fut, B>(
+    listener: TcpListener,
+    name: &'static str,
+    cap: usize,
+    limits: HttpLimits,
+    handle: F,
+) where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: HttpBody + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    let http = http1(&limits);
+    let connections = Arc::new(Semaphore::new(cap));
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors, usually: wait instead of spinning.
+                tracing::warn!("{name}: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "{name}: {cap} connections open, closing a new one");
+            continue;
+        };
+        let handle = handle.clone();
+        let service = service_fn(move |request| {
+            let answer = handle(request);
+            async move { Ok::<_, Infallible>(answer.await) }
+        });
+        let connection = http.serve_connection(io(stream, &limits), service);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(%peer, "{name}: connection ended with an error: {e}");
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` of `app` on `listener` (the
+/// `ops_listen` address) for the life of the process.
+pub async fn serve_operator(listener: TcpListener, app: Arc<App>, limits: HttpLimits) {
+    let handle = move |request: Request<Incoming>| {
+        let answer = app.handle_operator(&request);
+        async move { answer }
+    };
+    serve_forever(
+        listener,
+        "probes and metrics",
+        OPERATOR_CONNECTIONS,
+        limits,
+        handle,
+    )
+    .await;
 }
 
 pub async fn serve(
@@ -100,13 +187,12 @@ pub async fn serve(
                     tokio::spawn(refuse(stream));
                     continue;
                 };
-                let _ = stream.set_nodelay(true);
                 let service_app = app.clone();
                 let service = service_fn(move |request| {
                     let app = service_app.clone();
                     async move { Ok::<_, Infallible>(app.handle(request).await) }
                 });
-                let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+                let connection = graceful.watch(http.serve_connection(io(stream, &limits), service));
                 let app = app.clone();
                 app.metrics().connection_opened();
                 tokio::spawn(async move {

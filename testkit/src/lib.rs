@@ -175,6 +175,8 @@ pub struct Host {
     pub addr: SocketAddr,
     /// The admin API's address, when it is on.
     pub admin: Option<SocketAddr>,
+    /// The probes-and-metrics listener's address, when it is on (`--ops-listen`).
+    pub ops: Option<SocketAddr>,
     dir: tempfile::TempDir,
 }
 
@@ -272,11 +274,12 @@ impl Host {
             .stderr(log)
             .spawn()
             .expect("starting the host");
-        let (addr, admin) = wait_for_listen_lines(&mut child, &log_path);
+        let (addr, admin, ops) = wait_for_listen_lines(&mut child, &log_path);
         Host {
             child,
             addr,
             admin,
+            ops,
             dir,
         }
     }
@@ -350,12 +353,16 @@ impl Drop for Host {
     }
 }
 
-/// The app's address, and the admin API's if it printed one first.
-fn wait_for_listen_lines(child: &mut Child, log: &Path) -> (SocketAddr, Option<SocketAddr>) {
+/// The app's address, and the admin API's and the probes-and-metrics
+/// listener's if it printed them first.
+fn wait_for_listen_lines(
+    child: &mut Child,
+    log: &Path,
+) -> (SocketAddr, Option<SocketAddr>, Option<SocketAddr>) {
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let mut admin = None;
+        let (mut admin, mut ops) = (None, None);
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
             let addr_after = |prefix: &str| -> Option<SocketAddr> {
@@ -368,8 +375,11 @@ fn wait_for_listen_lines(child: &mut Child, log: &Path) -> (SocketAddr, Option<S
             if let Some(addr) = addr_after("admin API listening on http://") {
                 admin = Some(addr);
             }
+            if let Some(addr) = addr_after("probes and metrics listening on http://") {
+                ops = Some(addr);
+            }
             if let Some(addr) = addr_after("webapp listening on http://") {
-                let _ = tx.send((addr, admin));
+                let _ = tx.send((addr, admin, ops));
             }
         }
     });
@@ -605,6 +615,24 @@ pub fn buckets(
         }
         other => panic!("{metric} is not a histogram: {other:?}"),
     }
+}
+
+/// The observations of every `metric` histogram series matching `labels`
+/// (0 when none does).
+pub fn histogram_count(
+    scrape: &prometheus_parse::Scrape,
+    metric: &str,
+    labels: &[(&str, &str)],
+) -> f64 {
+    samples(scrape, metric, labels)
+        .map(|s| match &s.value {
+            prometheus_parse::Value::Histogram(counts) => counts
+                .iter()
+                .find(|c| c.less_than.is_infinite())
+                .map_or(0.0, |c| c.count),
+            other => panic!("{metric} is not a histogram: {other:?}"),
+        })
+        .sum()
 }
 
 /// The cumulative count at bucket `le` of a histogram series.

@@ -24,6 +24,7 @@ use bindings::wasi::clocks::monotonic_clock;
 use bindings::wasi::http::types::{
     Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
 };
+use bindings::wasi::io::streams::OutputStream;
 use bindings::wasi::random::random;
 
 /// What an endpoint does with every request: wait a uniformly random time in
@@ -79,33 +80,58 @@ pub fn uniform_delay(max: Duration, random_bits: u64) -> Duration {
 
 /// Sends a complete response with a known length, so the host need not chunk it.
 pub fn respond(out: ResponseOutparam, status: u16, body: &[u8]) {
-    let headers = Fields::from_list(&[
-        (
-            "content-type".to_string(),
-            b"text/plain; charset=utf-8".to_vec(),
-        ),
-        (
-            "content-length".to_string(),
-            body.len().to_string().into_bytes(),
-        ),
-    ])
-    .expect("static headers are valid");
-    let response = OutgoingResponse::new(headers);
-    response
-        .set_status_code(status)
-        .expect("endpoint statuses are valid HTTP statuses");
-    let outgoing = response.body().expect("the body is taken once");
-    ResponseOutparam::set(out, Ok(response));
-
-    let stream = outgoing.write().expect("the stream is taken once");
-    // blocking_write_and_flush accepts at most 4096 bytes per call.
-    for chunk in body.chunks(4096) {
-        stream
-            .blocking_write_and_flush(chunk)
-            .expect("the host accepts the body");
+    let sending = Sending::start(out, status, body.len());
+    if sending.write(body) {
+        sending.finish();
     }
-    drop(stream);
-    OutgoingBody::finish(outgoing, None).expect("the body is complete");
+}
+
+/// A response whose head is set and whose body goes out in pieces.
+pub struct Sending {
+    /// The body resource, finished once everything is written.
+    body: OutgoingBody,
+    /// Where the body's bytes go (dropped before `body` is finished).
+    stream: OutputStream,
+}
+
+impl Sending {
+    /// Sets the response (`status`, a plain-text body of `len` bytes) and
+    /// opens its body.
+    pub fn start(out: ResponseOutparam, status: u16, len: usize) -> Self {
+        let headers = Fields::from_list(&[
+            (
+                "content-type".to_string(),
+                b"text/plain; charset=utf-8".to_vec(),
+            ),
+            ("content-length".to_string(), len.to_string().into_bytes()),
+        ])
+        .expect("static headers are valid");
+        let response = OutgoingResponse::new(headers);
+        response
+            .set_status_code(status)
+            .expect("endpoint statuses are valid HTTP statuses");
+        let body = response.body().expect("the body is taken once");
+        ResponseOutparam::set(out, Ok(response));
+        let stream = body.write().expect("the stream is taken once");
+        Self { body, stream }
+    }
+
+    /// Writes `bytes` of the body; `false` once the host takes no more
+    /// (the client left): nothing is left to do but return. Never a panic:
+    /// a client leaving is no failure of the component.
+    pub fn write(&self, bytes: &[u8]) -> bool {
+        // blocking_write_and_flush accepts at most 4096 bytes per call.
+        bytes
+            .chunks(4096)
+            .all(|chunk| self.stream.blocking_write_and_flush(chunk).is_ok())
+    }
+
+    /// Ends the body (all its announced bytes written). A client that left
+    /// meanwhile makes this fail, which changes nothing for the component.
+    pub fn finish(self) {
+        drop(self.stream);
+        let _ = OutgoingBody::finish(self.body, None);
+    }
 }
 
 #[cfg(test)]

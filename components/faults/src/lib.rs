@@ -87,6 +87,20 @@ impl endpoint_guest::bindings::exports::wasi::http::incoming_handler::Guest for 
                 let held = std::hint::black_box(vec![1u8; 16 << 20]);
                 endpoint_guest::respond(out, 200, &held.len().to_string().into_bytes())
             }
+            // Sends its head and half its body, pauses 500 ms, then sends
+            // the rest: a client can leave mid-body.
+            "pause-mid-body" => {
+                let sending = endpoint_guest::Sending::start(out, 200, 8192);
+                if sending.write(&[b'a'; 4096]) {
+                    endpoint_guest::bindings::wasi::clocks::monotonic_clock::subscribe_duration(
+                        500_000_000,
+                    )
+                    .block();
+                    if sending.write(&[b'b'; 4096]) {
+                        sending.finish();
+                    }
+                }
+            }
             // Behaves, so tests can see the component works at all.
             "ok" => endpoint_guest::respond(out, 200, b"ok"),
             _ => endpoint_guest::respond(out, 400, b"unknown fault"),
