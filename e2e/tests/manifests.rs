@@ -116,6 +116,73 @@ fn workloads_are_hardened_and_probed() {
     }
 }
 
+/// The webapp's probes and Prometheus use the probes-and-metrics listener
+/// (`ops_listen`), which clients cannot saturate; the Service exposes only
+/// the public port.
+#[test]
+fn probes_and_scrapes_use_the_ops_listener() {
+    let text = std::fs::read_to_string(repo_root().join("k8s/webapp.yaml")).unwrap();
+    let docs = yaml_documents(&text);
+    let deployment = docs
+        .iter()
+        .find(|d| d["kind"].as_str() == Some("Deployment"))
+        .unwrap();
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let port_of = |name: &str| {
+        container["ports"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"].as_str() == Some(name))
+            .and_then(|p| p["containerPort"].as_u64())
+            .unwrap_or_else(|| panic!("no container port named {name}"))
+    };
+    let env = |name: &str| {
+        container["env"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"].as_str() == Some(name))
+            .and_then(|e| e["value"].as_str())
+            .unwrap_or_else(|| panic!("no {name} in the webapp's env"))
+            .to_string()
+    };
+    let ops: std::net::SocketAddr = env("WEBAPP_OPS_LISTEN").parse().unwrap();
+    assert_eq!(port_of("ops"), u64::from(ops.port()));
+    for probe in ["readinessProbe", "livenessProbe"] {
+        assert_eq!(
+            container[probe]["httpGet"]["port"].as_str(),
+            Some("ops"),
+            "{probe}"
+        );
+    }
+    let service = docs
+        .iter()
+        .find(|d| d["kind"].as_str() == Some("Service"))
+        .unwrap();
+    for port in service["spec"]["ports"].as_sequence().unwrap() {
+        assert_ne!(port["targetPort"].as_str(), Some("ops"), "{port:?}");
+        assert_ne!(
+            port["port"].as_u64(),
+            Some(u64::from(ops.port())),
+            "{port:?}"
+        );
+    }
+    let prometheus =
+        std::fs::read_to_string(repo_root().join("prometheus/kubernetes.yml")).unwrap();
+    let config: serde_norway::Value = serde_norway::from_str(&prometheus).unwrap();
+    let keeps_ops = config["scrape_configs"][0]["relabel_configs"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .any(|r| {
+            r["source_labels"][0].as_str() == Some("__meta_kubernetes_pod_container_port_name")
+                && r["regex"].as_str() == Some("ops")
+                && r["action"].as_str() == Some("keep")
+        });
+    assert!(keeps_ops, "Prometheus does not scrape the ops port");
+}
+
 #[test]
 fn dashboard_validates_against_grafanas_own_types() {
     let node_bin = repo_root().join("e2e/node_modules/.bin");

@@ -47,7 +47,9 @@
 //!   check refuses it.
 //!
 //! What one client may cost. The listener has the public one's guards
-//! (`server::http1`): head timeout and size limit, plus a connection cap.
+//! (`server::serve_forever`): head timeout and size limit, send timeout,
+//! plus a connection cap. Bodies arriving at once share a memory budget of
+//! two whole uploads ([`BODY_BUDGET_BYTES`]; past it 503).
 //! A body must arrive whole within `admin.body_timeout` of its head (else
 //! 408) and fit its cap, the component cap for an upload and 64 KiB for
 //! JSON (else 413, from the announced length at once or while reading a
@@ -70,6 +72,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::component_file;
@@ -83,6 +86,13 @@ const MAX_UPLOAD_BYTES: usize = component_file::MAX_COMPONENT_BYTES as usize;
 
 /// The largest JSON request body: a file name and a share need far less.
 const MAX_JSON_BYTES: usize = 64 * 1024;
+
+/// Memory request bodies may take at once while they arrive, over every
+/// admin connection: two whole uploads. An upload takes its announced
+/// length when its head arrives (a chunked one, as it grows); past the
+/// budget, 503 at once, rather than one client's unfinished uploads
+/// growing the host's memory by 64 MiB each.
+const BODY_BUDGET_BYTES: usize = 2 * MAX_UPLOAD_BYTES;
 
 /// Admin connections open at once; beyond it a connection is closed at once.
 /// Far more than any operator needs, so slow or idle connections (cut off by
@@ -102,6 +112,8 @@ struct Guard {
     token: Option<String>,
     /// How long a request body may take to arrive after its head.
     body_timeout: Duration,
+    /// The memory request bodies may hold at once, in KiB (see [`BODY_BUDGET_BYTES`]).
+    body_budget: Arc<Semaphore>,
 }
 
 /// Serves the admin API on `listener` (for the life of the process), each
@@ -115,6 +127,7 @@ pub async fn serve(
     let guard = Arc::new(Guard {
         token,
         body_timeout: limits.admin_body_timeout,
+        body_budget: Arc::new(Semaphore::new(BODY_BUDGET_BYTES >> 10)),
     });
     let handle = move |request| {
         let (control, guard) = (control.clone(), guard.clone());
@@ -272,7 +285,10 @@ async fn dispatch(
         },
         _ => None,
     };
-    let read = |body, cap, what| read_body(body, cap, deadline, guard.body_timeout, what);
+    let read = |body, cap, what| {
+        let budget = &guard.body_budget;
+        read_body(body, cap, deadline, guard.body_timeout, budget, what)
+    };
     match (&parts.method, path, route, action) {
         (&Method::GET, "/routes", _, _) => json(StatusCode::OK, &control.served()),
         (&Method::POST, "/reload", _, _) => match control.reload().await {
@@ -281,7 +297,7 @@ async fn dispatch(
         },
         (&Method::PUT, _, Some(route), "component") => {
             let bytes = match read(body, MAX_UPLOAD_BYTES, "an upload (a component)").await {
-                Ok(bytes) => bytes,
+                Ok((bytes, _budget)) => bytes,
                 Err((status, why)) => return error(status, &why),
             };
             answer(
@@ -303,7 +319,7 @@ async fn dispatch(
                 return error(status, &why);
             }
             let body = match read(body, MAX_JSON_BYTES, "a JSON request").await {
-                Ok(bytes) => bytes,
+                Ok((bytes, _budget)) => bytes,
                 Err((status, why)) => return error(status, &why),
             };
             match serde_json::from_slice::<FromFile>(&body) {
@@ -337,17 +353,20 @@ async fn dispatch(
     }
 }
 
-/// Reads `body` whole if it fits `cap` bytes and ends by `deadline`; else
-/// the answer: 413 naming the cap of `what` (at once when the announced
-/// length is over it), 408 naming the `timeout`, or 400 when the client
-/// broke the body off. What is left of it is for the caller to drain.
+/// Reads `body` whole if it fits `cap` bytes and ends by `deadline`, with
+/// its bytes taken from `budget` (KiB; given back when the returned permit
+/// drops); else the answer: 413 naming the cap of `what` (at once when the
+/// announced length is over it), 503 when other bodies hold the budget,
+/// 408 naming the `timeout`, or 400 when the client broke the body off.
+/// What is left of it is for the caller to drain.
 async fn read_body<B>(
     body: &mut B,
     cap: usize,
     deadline: Instant,
     timeout: Duration,
+    budget: &Arc<Semaphore>,
     what: &str,
-) -> Result<Bytes, Refused>
+) -> Result<(Bytes, OwnedSemaphorePermit), Refused>
 where
     B: Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
@@ -358,10 +377,26 @@ where
             format!("{what} may be at most {}: this body is larger", size(cap)),
         )
     };
-    if body.size_hint().lower() > cap as u64 {
+    let announced = body.size_hint().lower();
+    if announced > cap as u64 {
         return Err(too_large());
     }
-    let mut bytes = BytesMut::new();
+    let kib = |bytes: usize| u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX);
+    let take =
+        |bytes: usize| {
+            budget.clone().try_acquire_many_owned(kib(bytes)).map_err(|_| {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "other request bodies arriving hold the admin API's {} for bodies: retry \
+                     when they are done",
+                    size(BODY_BUDGET_BYTES)
+                ),
+            )
+        })
+        };
+    let mut held = take(announced as usize)?;
+    let mut bytes = BytesMut::with_capacity(announced as usize);
     loop {
         let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
             Err(_) => {
@@ -373,7 +408,7 @@ where
                     ),
                 ));
             }
-            Ok(None) => return Ok(bytes.freeze()),
+            Ok(None) => return Ok((bytes.freeze(), held)),
             Ok(Some(Err(e))) => {
                 return Err((
                     StatusCode::BAD_REQUEST,
@@ -384,8 +419,13 @@ where
         };
         // Trailers carry nothing for us.
         if let Ok(data) = frame.into_data() {
-            if bytes.len() + data.len() > cap {
+            let grown = bytes.len() + data.len();
+            if grown > cap {
                 return Err(too_large());
+            }
+            let more = kib(grown).saturating_sub(held.num_permits() as u32);
+            if more > 0 {
+                held.merge(take(more as usize * 1024)?);
             }
             bytes.extend_from_slice(&data);
         }
@@ -467,6 +507,7 @@ fn json(status: StatusCode, value: &impl Serialize) -> Response<Full<Bytes>> {
 mod tests {
     use super::*;
     use hyper::body::Frame;
+    use std::convert::Infallible;
 
     #[test]
     fn only_loopback_names_are_a_host_without_a_token() {
@@ -527,9 +568,37 @@ mod tests {
         body: &mut (impl Body<Data = Bytes, Error = Infallible> + Unpin),
         timeout: Duration,
     ) -> Result<Bytes, StatusCode> {
-        read_body(body, 10, Instant::now() + timeout, timeout, "a test body")
+        let budget = Arc::new(Semaphore::new(1));
+        read_body(
+            body,
+            10,
+            Instant::now() + timeout,
+            timeout,
+            &budget,
+            "a test body",
+        )
+        .await
+        .map(|(bytes, _)| bytes)
+        .map_err(|(status, _)| status)
+    }
+
+    #[tokio::test]
+    async fn bodies_arriving_at_once_share_one_budget() {
+        let second = Duration::from_secs(1);
+        let deadline = Instant::now() + second;
+        // A budget of 1 KiB: a first body holds it until its permit drops.
+        let budget = Arc::new(Semaphore::new(1));
+        let mut first = chunked(&[b"12345"]);
+        let (_, held) = read_body(&mut first, 10, deadline, second, &budget, "a")
             .await
-            .map_err(|(status, _)| status)
+            .unwrap();
+        let mut second_body = Full::new(Bytes::from_static(b"67890"));
+        let refused = read_body(&mut second_body, 10, deadline, second, &budget, "b").await;
+        assert_eq!(refused.unwrap_err().0, StatusCode::SERVICE_UNAVAILABLE);
+        drop(held);
+        let mut third = Full::new(Bytes::from_static(b"67890"));
+        let read = read_body(&mut third, 10, deadline, second, &budget, "c").await;
+        assert_eq!(read.unwrap().0, "67890");
     }
 
     #[tokio::test]

@@ -198,13 +198,14 @@ impl App {
     /// Answers a request on the probes-and-metrics listener (`ops_listen`):
     /// the operator's endpoints only.
     pub fn handle_operator(&self, request: &Request<Incoming>) -> Response<Body> {
-        self.operator_answer(request.uri().path()).unwrap_or_else(|| {
-            text(
-                StatusCode::NOT_FOUND,
-                "text/plain",
-                "this listener serves /metrics, /healthz and /readyz only\n",
-            )
-        })
+        self.operator_answer(request.uri().path())
+            .unwrap_or_else(|| {
+                text(
+                    StatusCode::NOT_FOUND,
+                    "text/plain",
+                    "this listener serves /metrics, /healthz and /readyz only\n",
+                )
+            })
     }
 
     pub async fn handle(&self, mut request: Request<Incoming>) -> Response<Body> {
@@ -503,10 +504,7 @@ impl Drop for RequestRecord {
         self.metrics.track_in_flight(false);
         let Some(path) = &self.path else { return };
         let elapsed = self.started.elapsed();
-        let failed = self
-            .version
-            .as_ref()
-            .and_then(|v| v.failed.get().copied());
+        let failed = self.version.as_ref().and_then(|v| v.failed.get().copied());
         // Not all handed over and not the guest's failure: the client left
         // (or was cut off for not reading). Said before the guest, which
         // may still run, fails on the closed stream: that is not its fault.
@@ -533,7 +531,11 @@ impl Drop for RequestRecord {
         if let Some(meters) = &version.meters {
             meters.observe(ended, elapsed);
         }
-        let clients = left || self.client.as_ref().is_some_and(|c| c.body_answer().is_some());
+        let clients = left
+            || self
+                .client
+                .as_ref()
+                .is_some_and(|c| c.body_answer().is_some());
         if let Some((rollout, arm, verdict_due)) = judged
             && !clients
             && rollout.record(*arm, ended, elapsed)

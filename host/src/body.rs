@@ -211,7 +211,10 @@ mod tests {
     async fn a_body_over_its_limit_fails_and_says_so() {
         let (body, client) = limited(b"abcdef", 4);
         assert!(body.collect().await.is_err());
-        assert_eq!(client.body_answer(), Some(hyper::StatusCode::PAYLOAD_TOO_LARGE));
+        assert_eq!(
+            client.body_answer(),
+            Some(hyper::StatusCode::PAYLOAD_TOO_LARGE)
+        );
     }
 
     #[tokio::test]
@@ -230,9 +233,15 @@ mod tests {
         assert_eq!(client.body_answer(), None);
         let started = std::time::Instant::now();
         let error = body.frame().await.unwrap().unwrap_err();
-        assert!(matches!(error, ErrorCode::ConnectionReadTimeout), "{error:?}");
+        assert!(
+            matches!(error, ErrorCode::ConnectionReadTimeout),
+            "{error:?}"
+        );
         assert!(started.elapsed() >= pause);
-        assert_eq!(client.body_answer(), Some(hyper::StatusCode::REQUEST_TIMEOUT));
+        assert_eq!(
+            client.body_answer(),
+            Some(hyper::StatusCode::REQUEST_TIMEOUT)
+        );
         drop(sender);
     }
 

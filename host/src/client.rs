@@ -138,8 +138,7 @@ impl ClientSide {
         }
         let since = self.answer_waiting_since.load(Ordering::Relaxed);
         let now = self.started.elapsed().as_nanos() as u64 + 1;
-        (since != 0 && now.saturating_sub(since) >= BACKLOG.as_nanos() as u64)
-            .then(client_closed)
+        (since != 0 && now.saturating_sub(since) >= BACKLOG.as_nanos() as u64).then(client_closed)
     }
 }
 
@@ -172,7 +171,10 @@ mod tests {
     fn any_failure_after_the_client_left_is_the_clients() {
         let client = ClientSide::default();
         client.left();
-        assert_eq!(client.blame(&GuestFailure::NoResponse), Some(client_closed()));
+        assert_eq!(
+            client.blame(&GuestFailure::NoResponse),
+            Some(client_closed())
+        );
     }
 
     #[test]

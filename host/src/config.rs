@@ -595,7 +595,11 @@ impl HttpSettings {
                 "header_read_timeout",
                 "header-read-timeout",
             ),
-            (http.body_read_timeout, "body_read_timeout", "body-read-timeout"),
+            (
+                http.body_read_timeout,
+                "body_read_timeout",
+                "body-read-timeout",
+            ),
             (http.send_timeout, "send_timeout", "send-timeout"),
         ] {
             if value.is_zero() {

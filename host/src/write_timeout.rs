@@ -37,7 +37,11 @@ impl<S> WriteTimeout<S> {
 
     /// Passes `polled` on, or the timeout's error once the write has been
     /// blocked for `limit`.
-    fn bound<T>(&mut self, polled: Poll<io::Result<T>>, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+    fn bound<T>(
+        &mut self,
+        polled: Poll<io::Result<T>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<T>> {
         if polled.is_ready() {
             self.blocked = None;
             return polled;

@@ -10,13 +10,24 @@ use testkit::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
+/// Closes `stream` with a reset, as a client that gives up does. (A linger
+/// of zero makes the close send RST at once: the blocking on drop that
+/// `set_linger` is deprecated for cannot happen.)
+#[allow(deprecated)]
+fn reset(stream: TcpStream) {
+    stream.set_linger(Some(Duration::ZERO)).unwrap();
+    drop(stream);
+}
+
 fn config(http: &str, routes: &[(&str, std::path::PathBuf)]) -> String {
     config_text(&format!("[http]\n{http}"), routes)
 }
 
 /// `/metrics` from the probes-and-metrics listener, parsed.
 async fn scrape_ops(host: &Host) -> prometheus_parse::Scrape {
-    let ops = host.ops.expect("the host has a probes-and-metrics listener");
+    let ops = host
+        .ops
+        .expect("the host has a probes-and-metrics listener");
     let (status, text) = get(&client(), &format!("http://{ops}/metrics")).await;
     assert_eq!(status, StatusCode::OK);
     prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap()
@@ -94,10 +105,7 @@ async fn slow_readers_are_cut_and_never_lock_out_probes_or_metrics() {
 async fn stalled_bodies_are_cut_free_their_slots_and_are_the_clients() {
     let mut routes = demo_routes();
     routes.push(("/fault/echo", component("faults")));
-    let config = config(
-        "max_in_flight = 5\nbody_read_timeout = \"1s\"\n",
-        &routes,
-    );
+    let config = config("max_in_flight = 5\nbody_read_timeout = \"1s\"\n", &routes);
     let host = Host::start(&config, &["--ops-listen", "127.0.0.1:0"]);
     let mut stalled = Vec::new();
     for _ in 0..5 {
@@ -112,7 +120,11 @@ async fn stalled_bodies_are_cut_free_their_slots_and_are_the_clients() {
         Duration::from_secs(10),
         "the stalled requests hold every in-flight place",
         || async {
-            value(&scrape_ops(&host).await, "webapp_http_requests_in_flight", &[]) == 5.0
+            value(
+                &scrape_ops(&host).await,
+                "webapp_http_requests_in_flight",
+                &[],
+            ) == 5.0
         },
     )
     .await;
@@ -213,13 +225,16 @@ async fn clients_that_leave_are_counted_once_and_never_against_a_canary() {
         Duration::from_secs(10),
         "40 requests inside the guest",
         || async {
-            value(&scrape_ops(&host).await, "webapp_http_requests_in_flight", &[]) == 40.0
+            value(
+                &scrape_ops(&host).await,
+                "webapp_http_requests_in_flight",
+                &[],
+            ) == 40.0
         },
     )
     .await;
     for stream in leaving {
-        stream.set_linger(Some(Duration::ZERO)).unwrap();
-        drop(stream);
+        reset(stream);
     }
     // 20 clients leave mid-body: the guest's next write fails.
     for _ in 0..20 {
@@ -236,8 +251,7 @@ async fn clients_that_leave_are_counted_once_and_never_against_a_canary() {
             seen.extend_from_slice(&buf[..n]);
         }
         assert!(seen.starts_with(b"HTTP/1.1 200"));
-        stream.set_linger(Some(Duration::ZERO)).unwrap();
-        drop(stream);
+        reset(stream);
     }
 
     eventually(
@@ -288,4 +302,44 @@ async fn clients_that_leave_are_counted_once_and_never_against_a_canary() {
             + rollout["candidate"]["requests"].as_u64().unwrap();
         assert_eq!(answered, 0, "{route}: {served}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unfinished_admin_uploads_share_a_bounded_budget() {
+    let host = Host::demo();
+    let admin = host.admin.expect("the admin API is on");
+    let rss_before = host.rss_bytes();
+    // Six uploads announcing 63 MiB each, sending 1 MiB, then nothing.
+    let head = format!(
+        "PUT /routes/ep_one/component HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
+        63 << 20
+    );
+    let mut uploads = Vec::new();
+    for _ in 0..6 {
+        let mut stream = TcpStream::connect(admin).await.unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(&vec![0u8; 1 << 20]).await.unwrap();
+        uploads.push(stream);
+    }
+    // Two fit the budget (128 MiB) and wait for their bytes; four are
+    // refused at once.
+    let answers = futures::future::join_all(uploads.iter_mut().map(|stream| async move {
+        let mut answer = [0u8; 12];
+        tokio::time::timeout(Duration::from_secs(3), stream.read_exact(&mut answer))
+            .await
+            .ok()
+            .map(|_| String::from_utf8_lossy(&answer).into_owned())
+    }))
+    .await;
+    let refused = answers
+        .iter()
+        .filter(|a| a.as_deref() == Some("HTTP/1.1 503"))
+        .count();
+    let waiting = answers.iter().filter(|a| a.is_none()).count();
+    assert_eq!((refused, waiting), (4, 2), "{answers:?}");
+    // The admin API still answers, and the waiting uploads cost what they sent.
+    let (status, _) = testkit::admin(&host, "GET", "/routes", vec![], None).await;
+    assert_eq!(status, 200);
+    let grown = host.rss_bytes().saturating_sub(rss_before);
+    assert!(grown < 64 << 20, "RSS grew by {} MiB", grown >> 20);
 }
