@@ -296,13 +296,16 @@ async fn dispatch(
             Err(e) => swap_error(e),
         },
         (&Method::PUT, _, Some(route), "component") => {
-            let bytes = match read(body, MAX_UPLOAD_BYTES, "an upload (a component)").await {
-                Ok((bytes, _budget)) => bytes,
-                Err((status, why)) => return error(status, &why),
-            };
+            // The budget stays taken until the swap is done with the bytes:
+            // uploads waiting for their turn hold memory too.
+            let (bytes, _budget) =
+                match read(body, MAX_UPLOAD_BYTES, "an upload (a component)").await {
+                    Ok(read) => read,
+                    Err((status, why)) => return error(status, &why),
+                };
             answer(
                 control
-                    .swap(route, Source::Upload(bytes.to_vec()), canary)
+                    .swap(route, Source::Upload(Vec::from(bytes)), canary)
                     .await,
             )
         }
@@ -366,7 +369,7 @@ async fn read_body<B>(
     timeout: Duration,
     budget: &Arc<Semaphore>,
     what: &str,
-) -> Result<(Bytes, OwnedSemaphorePermit), Refused>
+) -> Result<(BytesMut, OwnedSemaphorePermit), Refused>
 where
     B: Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
@@ -408,7 +411,7 @@ where
                     ),
                 ));
             }
-            Ok(None) => return Ok((bytes.freeze(), held)),
+            Ok(None) => return Ok((bytes, held)),
             Ok(Some(Err(e))) => {
                 return Err((
                     StatusCode::BAD_REQUEST,
@@ -578,7 +581,7 @@ mod tests {
             "a test body",
         )
         .await
-        .map(|(bytes, _)| bytes)
+        .map(|(bytes, _)| bytes.freeze())
         .map_err(|(status, _)| status)
     }
 

@@ -22,8 +22,9 @@
 //! was too large, malformed or too slow is answered 413, 400 or 408, and one
 //! whose client did not take the whole answer (left, or stopped reading) is
 //! counted as 499; neither is a guest failure or part of a verdict. Every
-//! routed request is counted exactly once, when its record drops: with its
-//! status, or 499 when the client left first, even while its guest ran.
+//! routed request is counted exactly once: when its answer's last bytes are
+//! written (`connection.rs`), with its status, or as 499 when they could not
+//! be, or the answer was abandoned before.
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -41,8 +42,9 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::body::RequestBody;
-use crate::client::{ClientSide, client_closed};
+use crate::client::{ClientSide, Ended, client_closed};
 use crate::config::{Config, GuestLimits, RolloutConfig};
+use crate::connection::Delivery;
 use crate::guest::{self, GuestFailure};
 use crate::labels::{UNMATCHED_PATH, method_label};
 use crate::metrics::{self, Metrics, RouteMeters};
@@ -208,12 +210,19 @@ impl App {
             })
     }
 
-    pub async fn handle(&self, mut request: Request<Incoming>) -> Response<Body> {
+    /// Answers `request`, which came on a connection whose written answers
+    /// `delivery` tells of (the request is counted once its answer is).
+    pub async fn handle(
+        &self,
+        mut request: Request<Incoming>,
+        delivery: Arc<Delivery>,
+    ) -> Response<Body> {
         let path = request.uri().path();
         if let Some(response) = self.operator_answer(path) {
             return response;
         }
-        let record = RequestRecord::start(self.metrics.clone(), method_label(request.method()));
+        let method = method_label(request.method());
+        let record = RequestRecord::start(self.metrics.clone(), method, delivery);
         if request.method() == Method::CONNECT {
             // A 2xx answer to CONNECT turns the connection into a tunnel
             // (hyper then sends no body): no endpoint is a proxy.
@@ -257,7 +266,10 @@ impl App {
                 .insert(RETRY_AFTER, "1".parse().expect("static header"));
             return record.finish(endpoint.path.clone(), response);
         };
-        let record = record.holding(permit);
+        // Held by the record and by the guest: a client that leaves does
+        // not free the place while its guest still runs.
+        let place = Arc::new(permit);
+        let record = record.holding(place.clone());
 
         // A body cut off at its limit or pace makes the guest fail: that is
         // the client's doing, not a guest failure.
@@ -269,18 +281,11 @@ impl App {
                 client.clone(),
             )
         });
-        let failed = Arc::new(OnceLock::new());
-        let report = self.failure_report(
-            endpoint.path.clone(),
-            record.method,
-            client.clone(),
-            failed.clone(),
-        );
+        let report = self.failure_report(endpoint.path.clone(), record.method, client.clone());
         let serving = endpoint.serving();
         let (version, judged) = serving.pick();
         let record = record.on_version(VersionRecord {
             version: version.clone(),
-            failed,
             judged: judged.map(|(rollout, arm)| (rollout.clone(), arm, self.verdict_due.clone())),
         });
         let usage = endpoint
@@ -295,25 +300,32 @@ impl App {
             self.fuel_metered,
             report,
             usage,
+            place,
         )
         .await;
         if let Some(elapsed) = invocation.instantiation {
             self.metrics.observe_instantiation(&endpoint.path, elapsed);
         }
-        let response = match (client.body_answer(), invocation.result) {
-            (Some(status), _) => self.refused_body(status),
+        // The client's doing decides the answer, whatever the guest did:
+        // its body (413, 408, 400), or a failure blamed on it.
+        let refused = client.body_answer().or(match client.ended() {
+            Some(Ended::Client(status)) => Some(status),
+            _ => None,
+        });
+        let response = match (refused, invocation.result) {
+            (Some(status), _) => {
+                let _ = client.settle(Ended::Client(status));
+                self.refused_body(status)
+            }
             (None, Ok(response)) => response.map(|body| body.boxed_unsync()),
-            (None, Err(failure)) => match client.blame(&failure) {
-                Some(status) => self.refused_body(status),
-                None => {
-                    let status = failure.status();
-                    text(
-                        status,
-                        "text/plain",
-                        format!("{status}: the endpoint's component failed\n"),
-                    )
-                }
-            },
+            (None, Err(failure)) => {
+                let status = failure.status();
+                text(
+                    status,
+                    "text/plain",
+                    format!("{status}: the endpoint's component failed\n"),
+                )
+            }
         };
         record.finish(endpoint.path.clone(), response)
     }
@@ -321,43 +333,41 @@ impl App {
     /// Counts and logs one request's guest failure: the first only, since
     /// a guest can fail twice (answer with an error code, then trap or
     /// overstay its deadline); a second failure is logged, not counted.
-    /// The first failure's status goes to `failed`, for the request's
-    /// version series and rollout.
-    /// A failure the client caused (`client.rs`) is logged at debug level
-    /// only (any client can cause it) and not counted.
+    /// A failure the client caused, or one after the client left
+    /// (`client.rs`), is the client's: logged at debug level only (any
+    /// client can cause it), not counted. Which it was is settled in
+    /// `client`, for the request's record.
     fn failure_report(
         &self,
         path: Arc<str>,
         method: &'static str,
         client: Arc<ClientSide>,
-        failed: Arc<OnceLock<StatusCode>>,
     ) -> guest::Report {
         let metrics = self.metrics.clone();
-        let first = std::sync::Mutex::new(None::<&'static str>);
         Arc::new(move |failure: &GuestFailure| {
-            if let Some(status) = client.blame(failure) {
-                tracing::debug!(
+            let ended = match client.blame(failure) {
+                Some(status) => Ended::Client(status),
+                None => Ended::Guest(failure.status()),
+            };
+            match (client.settle(ended), ended) {
+                (Ok(()), Ended::Guest(status)) => {
+                    tracing::warn!(route = %path, kind = failure.kind(), "component failed: {failure}");
+                    tracing::debug!(route = %path, "component failure in full: {failure:?}");
+                    metrics.observe_guest_failure(method, &path, failure.kind(), status);
+                }
+                (Err(Ended::Guest(first)), _) => tracing::warn!(
                     route = %path,
                     kind = failure.kind(),
-                    "component failed on the client's account ({status}): {failure}"
-                );
-                return;
+                    "component failed again after failing ({first}): {failure}; counted once"
+                ),
+                (Ok(()), Ended::Client(status)) | (Err(Ended::Client(status)), _) => {
+                    tracing::debug!(
+                        route = %path,
+                        kind = failure.kind(),
+                        "component failed on the client's account ({status}): {failure}"
+                    );
+                }
             }
-            let mut first = first.lock().expect("failure lock");
-            if let Some(kind) = *first {
-                tracing::warn!(
-                    route = %path,
-                    kind = failure.kind(),
-                    "component failed again after failing ({kind}): {failure}; counted once, as {kind}"
-                );
-                return;
-            }
-            *first = Some(failure.kind());
-            drop(first);
-            let _ = failed.set(failure.status());
-            tracing::warn!(route = %path, kind = failure.kind(), "component failed: {failure}");
-            tracing::debug!(route = %path, "component failure in full: {failure:?}");
-            metrics.observe_guest_failure(method, &path, failure.kind(), failure.status());
         })
     }
 }
@@ -433,10 +443,17 @@ struct RequestRecord {
     status: Option<StatusCode>,
     /// Whether the whole answer was handed to the connection.
     completed: bool,
+    /// Body bytes the connection will take before it stops asking, when
+    /// known (`Content-Length`; 0 for HEAD, 1xx, 204, 304): hyper drops a
+    /// body it has written in full without asking for its end.
+    expected: Option<u64>,
     /// What the client did, for routed requests.
     client: Option<Arc<ClientSide>>,
-    /// A place under the in-flight cap, released with the record.
-    _permit: Option<OwnedSemaphorePermit>,
+    /// Tells when the answer's bytes are written (or cannot be).
+    delivery: Arc<Delivery>,
+    /// A place under the in-flight cap, released with the record (and the
+    /// guest, which holds it too).
+    _permit: Option<Arc<OwnedSemaphorePermit>>,
     /// The version that answered, once one was picked.
     version: Option<VersionRecord>,
 }
@@ -446,16 +463,13 @@ struct RequestRecord {
 struct VersionRecord {
     /// Counts the answer into its per-version series.
     version: Arc<Version>,
-    /// The status of the guest's failure, if it failed (even after its
-    /// head was sent): what the answer counts as.
-    failed: Arc<OnceLock<StatusCode>>,
     /// The rollout to record the answer for, the arm it ran on, and whom
     /// to wake when a verdict may be due.
     judged: Option<(Arc<Rollout>, Arm, Arc<Notify>)>,
 }
 
 impl RequestRecord {
-    fn start(metrics: Arc<Metrics>, method: &'static str) -> Self {
+    fn start(metrics: Arc<Metrics>, method: &'static str, delivery: Arc<Delivery>) -> Self {
         metrics.track_in_flight(true);
         Self {
             metrics,
@@ -464,7 +478,9 @@ impl RequestRecord {
             path: None,
             status: None,
             completed: false,
+            expected: None,
             client: None,
+            delivery,
             _permit: None,
             version: None,
         }
@@ -483,62 +499,109 @@ impl RequestRecord {
         self
     }
 
-    fn holding(mut self, permit: OwnedSemaphorePermit) -> Self {
+    fn holding(mut self, permit: Arc<OwnedSemaphorePermit>) -> Self {
         self._permit = Some(permit);
         self
     }
 
     fn finish(mut self, path: Arc<str>, response: Response<Body>) -> Response<Body> {
         self.path = Some(path);
-        self.status = Some(response.status());
+        let status = response.status();
+        self.status = Some(status);
+        let bodiless = self.method == "HEAD"
+            || status.is_informational()
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED;
+        self.expected = if bodiless {
+            Some(0)
+        } else {
+            response
+                .headers()
+                .get(CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse().ok())
+        };
         response.map(|body| {
-            // A body already at its end is never polled: it is complete.
-            self.completed = hyper::body::Body::is_end_stream(&body);
+            // A body already at its end, or one nothing is expected of, is
+            // never polled: it is complete.
+            self.completed = hyper::body::Body::is_end_stream(&body) || self.expected == Some(0);
             Recorded { body, record: self }.boxed_unsync()
         })
     }
 }
 
 impl Drop for RequestRecord {
+    /// Out of flight; counted at once if the answer is not all handed over
+    /// (the client left), else once its last bytes are known written.
     fn drop(&mut self) {
         self.metrics.track_in_flight(false);
-        let Some(path) = &self.path else { return };
-        let elapsed = self.started.elapsed();
-        let failed = self.version.as_ref().and_then(|v| v.failed.get().copied());
-        // Not all handed over and not the guest's failure: the client left
-        // (or was cut off for not reading). Said before the guest, which
-        // may still run, fails on the closed stream: that is not its fault.
-        let left = !self.completed && failed.is_none();
-        if left && let Some(client) = &self.client {
-            client.left();
+        let Some(path) = self.path.take() else { return };
+        let tally = Tally {
+            metrics: self.metrics.clone(),
+            method: self.method,
+            path,
+            status: self.status,
+            elapsed: self.started.elapsed(),
+            client: self.client.take(),
+            version: self.version.take(),
+        };
+        if self.completed {
+            self.delivery
+                .after_write(Box::new(move |written| tally.count(written)));
+        } else {
+            tally.count(false);
         }
-        let status = match self.status {
-            _ if left => client_closed(),
-            Some(status) => status,
-            None => return,
+    }
+}
+
+/// One request's counts, taken when it is done with.
+struct Tally {
+    metrics: Arc<Metrics>,
+    method: &'static str,
+    path: Arc<str>,
+    /// The answer's status, if there was an answer.
+    status: Option<StatusCode>,
+    elapsed: std::time::Duration,
+    client: Option<Arc<ClientSide>>,
+    version: Option<VersionRecord>,
+}
+
+impl Tally {
+    /// Counts the request, `delivered` or not: when not, unless the guest
+    /// failed first, the client left (or was cut off for not reading);
+    /// settled now, so that the guest, which may still run and fail on the
+    /// closed stream, is not blamed for it.
+    fn count(self, delivered: bool) {
+        let ended = match &self.client {
+            Some(client) if !delivered => {
+                let left = Ended::Client(client_closed());
+                Some(client.settle(left).map_or_else(|first| first, |()| left))
+            }
+            Some(client) => client.ended(),
+            None => None,
+        };
+        let status = match (ended, self.status) {
+            (Some(Ended::Client(_)), _) if !delivered => client_closed(),
+            (_, Some(status)) => status,
+            (_, None) => client_closed(),
         };
         self.metrics
-            .observe_request(self.method, path, status, elapsed);
-        let Some(VersionRecord {
-            version, judged, ..
-        }) = &self.version
-        else {
+            .observe_request(self.method, &self.path, status, self.elapsed);
+        let Some(VersionRecord { version, judged }) = &self.version else {
             return;
         };
         // A response whose head said 200 but whose guest then failed is a
         // failure: judged and counted as one.
-        let ended = failed.unwrap_or(status);
+        let answered = match ended {
+            Some(Ended::Guest(failed)) => failed,
+            _ => status,
+        };
         if let Some(meters) = &version.meters {
-            meters.observe(ended, elapsed);
+            meters.observe(answered, self.elapsed);
         }
-        let clients = left
-            || self
-                .client
-                .as_ref()
-                .is_some_and(|c| c.body_answer().is_some());
+        let clients = matches!(ended, Some(Ended::Client(_)));
         if let Some((rollout, arm, verdict_due)) = judged
             && !clients
-            && rollout.record(*arm, ended, elapsed)
+            && rollout.record(*arm, answered, self.elapsed)
         {
             verdict_due.notify_one();
         }
@@ -569,6 +632,14 @@ impl hyper::body::Body for Recorded {
             client.answer_taken(false);
         }
         let polled = std::pin::Pin::new(&mut this.body).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let (Some(data), Some(expected)) = (frame.data_ref(), &mut this.record.expected)
+        {
+            *expected = expected.saturating_sub(data.len() as u64);
+            if *expected == 0 {
+                this.record.completed = true;
+            }
+        }
         match &polled {
             Poll::Ready(None) => this.record.completed = true,
             Poll::Ready(Some(Ok(_))) if hyper::body::Body::is_end_stream(&this.body) => {

@@ -66,8 +66,12 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, ErrorCode>>> {
         let this = &mut *self;
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        this.client.awaiting_body(polled.is_pending());
+        // A read that only looks (wasmtime polls it with the no-op waker)
+        // is no waiting: the guest may go on to do anything else.
+        let waits = !cx.waker().will_wake(std::task::Waker::noop());
+        this.client.awaiting_body(polled.is_pending() && waits);
         let frame = match polled {
+            Poll::Pending if !waits => return Poll::Pending,
             Poll::Pending => {
                 let pause = this.pause;
                 let stall = this

@@ -13,9 +13,18 @@
 //!   deadline.
 //!
 //! [`ClientSide`] is filled in as the request goes (by the body wrappers
-//! and the request's record) and read when something fails.
+//! and the request's record) and read when something fails. Who ended the
+//! request is settled once ([`ClientSide::settle`]): the guest's failure
+//! report and the record noticing the client gone may race (the guest
+//! failing on the stream the departed client closed), and the first wins.
+//!
+//! Where the rules can err: a guest that waits on its body together with
+//! another pollable (`wasi:io/poll.poll` on both), is woken by the other,
+//! then spins to its deadline, is taken as waiting on the client (408).
+//! A polls-and-returns read (no waiting) is told apart: it polls with
+//! wasmtime's no-op waker.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hyper::StatusCode;
@@ -32,6 +41,35 @@ pub fn client_closed() -> StatusCode {
 /// that reads takes a frame within microseconds; one whose socket is full
 /// takes none for as long as it stays full.
 const BACKLOG: Duration = Duration::from_millis(200);
+
+/// Who ended a request before its answer was complete, with its status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The guest failed: counted as its failure, judged.
+    Guest(StatusCode),
+    /// The client did (left, or its body or reading was at fault): its own
+    /// class, never judged.
+    Client(StatusCode),
+}
+
+impl Ended {
+    /// One `u16`: 0 for none, a guest's status as it is, a client's plus 1000.
+    fn code(self) -> u16 {
+        match self {
+            Self::Guest(status) => status.as_u16(),
+            Self::Client(status) => status.as_u16() + 1000,
+        }
+    }
+
+    fn of(code: u16) -> Option<Self> {
+        let status = |code| StatusCode::from_u16(code).ok();
+        match code {
+            0 => None,
+            1000.. => status(code - 1000).map(Self::Client),
+            _ => status(code).map(Self::Guest),
+        }
+    }
+}
 
 /// What one request's client has done so far (shared by the request's
 /// body wrappers, its failure report and its record).
@@ -51,8 +89,8 @@ pub struct ClientSide {
     /// since (nanoseconds after `started`, plus one; 0 when not): the
     /// client reading slower than the component writes.
     answer_waiting_since: AtomicU64,
-    /// The client left, or was cut off, before taking the whole answer.
-    left: AtomicBool,
+    /// Who ended the request, settled once ([`Ended::code`]).
+    ended: AtomicU16,
 }
 
 impl Default for ClientSide {
@@ -64,7 +102,7 @@ impl Default for ClientSide {
             body_broken: AtomicBool::new(false),
             awaiting_body: AtomicBool::new(false),
             answer_waiting_since: AtomicU64::new(0),
-            left: AtomicBool::new(false),
+            ended: AtomicU16::new(0),
         }
     }
 }
@@ -98,13 +136,18 @@ impl ClientSide {
         self.answer_waiting_since.store(since, Ordering::Relaxed);
     }
 
-    /// The client left before taking the whole answer.
-    pub fn left(&self) {
-        self.left.store(true, Ordering::Relaxed);
+    /// Records who ended the request if nobody has yet; `Err` with who
+    /// did first otherwise.
+    pub fn settle(&self, ended: Ended) -> Result<(), Ended> {
+        self.ended
+            .compare_exchange(0, ended.code(), Ordering::AcqRel, Ordering::Acquire)
+            .map(|_| ())
+            .map_err(|first| Ended::of(first).expect("only valid codes are stored"))
     }
 
-    pub fn has_left(&self) -> bool {
-        self.left.load(Ordering::Relaxed)
+    /// Who ended the request, if anyone has.
+    pub fn ended(&self) -> Option<Ended> {
+        Ended::of(self.ended.load(Ordering::Acquire))
     }
 
     /// What the client's request body makes the answer, if it ended the
@@ -127,8 +170,8 @@ impl ClientSide {
         if let Some(status) = self.body_answer() {
             return Some(status);
         }
-        if self.has_left() {
-            return Some(client_closed());
+        if let Some(Ended::Client(status)) = self.ended() {
+            return Some(status);
         }
         if !matches!(failure, GuestFailure::Timeout) {
             return None;
@@ -170,11 +213,28 @@ mod tests {
     #[test]
     fn any_failure_after_the_client_left_is_the_clients() {
         let client = ClientSide::default();
-        client.left();
+        client.settle(Ended::Client(client_closed())).unwrap();
         assert_eq!(
             client.blame(&GuestFailure::NoResponse),
             Some(client_closed())
         );
+    }
+
+    #[test]
+    fn the_first_to_end_a_request_is_who_ended_it() {
+        let client = ClientSide::default();
+        assert_eq!(client.ended(), None);
+        let failed = Ended::Guest(StatusCode::GATEWAY_TIMEOUT);
+        client.settle(failed).unwrap();
+        assert_eq!(client.settle(Ended::Client(client_closed())), Err(failed));
+        assert_eq!(
+            client.settle(Ended::Guest(StatusCode::INTERNAL_SERVER_ERROR)),
+            Err(failed)
+        );
+        assert_eq!(client.ended(), Some(failed));
+        let left = ClientSide::default();
+        left.settle(Ended::Client(client_closed())).unwrap();
+        assert_eq!(left.ended(), Some(Ended::Client(client_closed())));
     }
 
     #[test]

@@ -496,9 +496,15 @@ impl Config {
         let listen = s
             .listen
             .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
+        // The same port on the same address, or on all addresses (0.0.0.0,
+        // [::]) and one of them: the second bind would fail.
+        let overlap = |a: SocketAddr, b: SocketAddr| {
+            a.port() != 0
+                && a.port() == b.port()
+                && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+        };
         if let Some(ops) = s.ops_listen
-            && ops.port() != 0
-            && (ops == listen || Some(ops) == admin_listen)
+            && (overlap(ops, listen) || admin_listen.is_some_and(|admin| overlap(ops, admin)))
         {
             bail!(
                 "ops_listen (--ops-listen) {ops} is already listen or admin.listen: \
@@ -824,6 +830,30 @@ component = "/abs/ep_error.wasm"
         assert_eq!(c.routes[0].component, Path::new("conf/c/ep_one.wasm"));
         assert_eq!(c.routes[0].defined_at, "conf/webapp.toml:10");
         assert_eq!(c.routes[1].component, Path::new("/abs/ep_error.wasm"));
+    }
+
+    #[test]
+    fn client_bounds_and_the_ops_listener_are_checked() {
+        let c = parse(FILE, &Settings::default()).unwrap();
+        assert_eq!(c.http.body_read_timeout, DEFAULT_BODY_READ_TIMEOUT);
+        assert_eq!(c.http.send_timeout, DEFAULT_SEND_TIMEOUT);
+        assert_eq!(c.ops_listen, None);
+        let set =
+            format!("ops_listen = \"127.0.0.1:5002\"\n{FILE}\n[http]\nsend_timeout = \"2s\"\n");
+        let c = parse(&set, &Settings::default()).unwrap();
+        assert_eq!(c.ops_listen, Some("127.0.0.1:5002".parse().unwrap()));
+        assert_eq!(c.http.send_timeout, Duration::from_secs(2));
+        for bad in ["body_read_timeout = \"0s\"", "send_timeout = \"0ms\""] {
+            let key = bad.split(' ').next().unwrap();
+            let e = err(&format!("{FILE}\n[http]\n{bad}\n"));
+            assert!(e.contains(&format!("http.{key}")), "{e}");
+        }
+        // FILE listens on 127.0.0.1:8080: the ops listener cannot share it,
+        // nor take the port on every address.
+        for taken in ["127.0.0.1:8080", "0.0.0.0:8080", "127.0.0.1:5001"] {
+            let e = err(&format!("ops_listen = \"{taken}\"\n{FILE}"));
+            assert!(e.contains("ops_listen") && e.contains(taken), "{e}");
+        }
     }
 
     #[test]

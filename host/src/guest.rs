@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use tokio::sync::oneshot;
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tokio::time::{Instant, sleep_until};
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi_http::WasiHttpView;
@@ -122,6 +122,9 @@ type GuestRun = Pin<Box<dyn Future<Output = Result<(), GuestFailure>> + Send>>;
 /// guest's producing are scheduled apart and one streaming guest cannot
 /// hold a worker thread between its epoch yields.
 ///
+/// `place` (the request's place under `http.max_in_flight`) is held until
+/// the guest ends, even when the client leaves before.
+///
 /// `report` is called once if the guest fails, whenever that is: before its
 /// response (the failure is also returned) or while streaming the body (the
 /// body then ends in an error).
@@ -132,6 +135,7 @@ pub async fn invoke(
     fuel_metered: bool,
     report: Report,
     usage: Option<Arc<GuestUsage>>,
+    place: Arc<OwnedSemaphorePermit>,
 ) -> Invocation {
     // One timer for the whole request: instantiation and the call.
     let mut expiry = Box::pin(sleep_until(Instant::now() + limits.timeout));
@@ -201,6 +205,7 @@ pub async fn invoke(
             };
             // Dropping the store drops an unset outparam: `receiver` then closes.
             drop(store);
+            drop(place);
             result
         },
         usage,

@@ -9,8 +9,8 @@
 //! `labels` (pure rules), `usage` (what a guest costs), `metrics` +
 //! `process` (what /metrics shows), `app`
 //! (the routes served and one request end to end), `client` (what a
-//! client did, so whose a failure is), `server` + `write_timeout`
-//! (connections, their bounds, graceful stop), `control` (the one owner of what serves: the rule,
+//! client did, so whose a failure is), `server` + `connection`
+//! (listeners, connections and their bounds, graceful stop), `control` (the one owner of what serves: the rule,
 //! the rollout supervisor, what outlives a restart) with its inputs `watch`
 //! and `admin`.
 
@@ -22,6 +22,7 @@ mod cli;
 mod client;
 mod component_file;
 mod config;
+mod connection;
 mod control;
 mod engine;
 mod guest;
@@ -35,7 +36,6 @@ mod server;
 mod state;
 mod usage;
 mod watch;
-mod write_timeout;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

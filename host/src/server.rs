@@ -4,7 +4,7 @@
 //! arrive within the header timeout (which also closes idle kept-alive
 //! connections) and fit the header size limit (else 431); a body is
 //! bounded where it is read (`body.rs`, `admin.rs`); a write that makes no
-//! progress for the send timeout ends the connection (`write_timeout.rs`).
+//! progress for the send timeout ends the connection (`connection.rs`).
 //! Past the connection cap a new connection gets a plain 503 and is closed
 //! rather than queued.
 //!
@@ -38,7 +38,7 @@ use tokio::sync::Semaphore;
 
 use crate::app::App;
 use crate::config::{Config, HttpLimits};
-use crate::write_timeout::WriteTimeout;
+use crate::connection::{Delivery, WriteTimeout};
 
 /// Connections the probes-and-metrics listener keeps open at once: probes
 /// and scrapers need a handful.
@@ -77,10 +77,14 @@ pub fn http1(limits: &HttpLimits) -> http1::Builder {
 }
 
 /// A connection as hyper reads and writes it: writes bounded by the send
-/// timeout of `limits`.
-pub fn io(stream: TcpStream, limits: &HttpLimits) -> TokioIo<WriteTimeout<TcpStream>> {
+/// timeout of `limits`, and what is written told to `delivery`.
+pub fn io(
+    stream: TcpStream,
+    limits: &HttpLimits,
+    delivery: Arc<Delivery>,
+) -> TokioIo<WriteTimeout<TcpStream>> {
     let _ = stream.set_nodelay(true);
-    TokioIo::new(WriteTimeout::new(stream, limits.send_timeout))
+    TokioIo::new(WriteTimeout::new(stream, limits.send_timeout, delivery))
 }
 
 /// Serves `listener` for the life of the process, each request answered by
@@ -120,7 +124,8 @@ pub async fn serve_forever<F, Fut, B>(
             let answer = handle(request);
             async move { Ok::<_, Infallible>(answer.await) }
         });
-        let connection = http.serve_connection(io(stream, &limits), service);
+        // Nothing here waits to be known written.
+        let connection = http.serve_connection(io(stream, &limits, Arc::default()), service);
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(%peer, "{name}: connection ended with an error: {e}");
@@ -188,11 +193,15 @@ pub async fn serve(
                     continue;
                 };
                 let service_app = app.clone();
+                let delivery = Arc::new(Delivery::default());
+                let service_delivery = delivery.clone();
                 let service = service_fn(move |request| {
                     let app = service_app.clone();
-                    async move { Ok::<_, Infallible>(app.handle(request).await) }
+                    let delivery = service_delivery.clone();
+                    async move { Ok::<_, Infallible>(app.handle(request, delivery).await) }
                 });
-                let connection = graceful.watch(http.serve_connection(io(stream, &limits), service));
+                let io = io(stream, &limits, delivery);
+                let connection = graceful.watch(http.serve_connection(io, service));
                 let app = app.clone();
                 app.metrics().connection_opened();
                 tokio::spawn(async move {

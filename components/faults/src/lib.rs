@@ -101,6 +101,26 @@ impl endpoint_guest::bindings::exports::wasi::http::incoming_handler::Guest for 
                     }
                 }
             }
+            // Like pause-mid-body, but written as a careless guest would:
+            // it traps when its second write fails (the client left).
+            "trap-if-client-left" => {
+                let response = OutgoingResponse::new(Fields::new());
+                let body = response.body().expect("the body is taken once");
+                ResponseOutparam::set(out, Ok(response));
+                let stream = body.write().expect("the stream is taken once");
+                stream
+                    .blocking_write_and_flush(&[b'a'; 4096])
+                    .expect("the client takes the first half");
+                endpoint_guest::bindings::wasi::clocks::monotonic_clock::subscribe_duration(
+                    500_000_000,
+                )
+                .block();
+                stream
+                    .blocking_write_and_flush(&[b'b'; 4096])
+                    .expect("the client takes the second half");
+                drop(stream);
+                OutgoingBody::finish(body, None).expect("the body ends");
+            }
             // Behaves, so tests can see the component works at all.
             "ok" => endpoint_guest::respond(out, 200, b"ok"),
             _ => endpoint_guest::respond(out, 400, b"unknown fault"),
