@@ -425,3 +425,30 @@ async fn unfinished_admin_uploads_share_a_bounded_budget() {
     let grown = host.rss_bytes().saturating_sub(rss_before);
     assert!(grown < 160 << 20, "RSS grew by {} MiB", grown >> 20);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_bodies_are_the_clients_and_do_not_flood_the_log() {
+    let mut routes = demo_routes();
+    routes.push(("/fault/echo", component("faults")));
+    let host = Host::start(&config("", &routes), &["--ops-listen", "127.0.0.1:0"]);
+    for _ in 0..20 {
+        let mut stream = TcpStream::connect(host.addr).await.unwrap();
+        stream
+            .write_all(
+                b"POST /fault/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+                  5\r\nhello\r\nzz\r\n",
+            )
+            .await
+            .unwrap();
+        let (answer, _) = read_until_closed(&mut stream, Duration::from_secs(5)).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    }
+    let scrape = scrape_ops(&host).await;
+    assert_eq!(requests(&scrape, "/fault/echo", "400"), 20.0);
+    assert_eq!(value(&scrape, "webapp_wasm_guest_failures_total", &[]), 0.0);
+    let log = host.log();
+    assert!(
+        !log.lines().any(|l| l.contains("WARN")),
+        "a client's malformed body logged a warning:\n{log}"
+    );
+}
