@@ -286,6 +286,7 @@ impl App {
         let (version, judged) = serving.pick();
         let record = record.on_version(VersionRecord {
             version: version.clone(),
+            report: report.clone(),
             judged: judged.map(|(rollout, arm)| (rollout.clone(), arm, self.verdict_due.clone())),
         });
         let usage = endpoint
@@ -344,6 +345,7 @@ impl App {
         client: Arc<ClientSide>,
     ) -> guest::Report {
         let metrics = self.metrics.clone();
+        let first_kind = OnceLock::<&'static str>::new();
         Arc::new(move |failure: &GuestFailure| {
             let ended = match client.blame(failure) {
                 Some(status) => Ended::Client(status),
@@ -351,20 +353,25 @@ impl App {
             };
             match (client.settle(ended), ended) {
                 (Ok(()), Ended::Guest(status)) => {
+                    let _ = first_kind.set(failure.kind());
                     tracing::warn!(route = %path, kind = failure.kind(), "component failed: {failure}");
                     tracing::debug!(route = %path, "component failure in full: {failure:?}");
                     metrics.observe_guest_failure(method, &path, failure.kind(), status);
                 }
-                (Err(Ended::Guest(first)), _) => tracing::warn!(
-                    route = %path,
-                    kind = failure.kind(),
-                    "component failed again after failing ({first}): {failure}; counted once"
-                ),
+                (Err(Ended::Guest(_)), _) => {
+                    let first = first_kind.get().copied().unwrap_or("a failure");
+                    tracing::warn!(
+                        route = %path,
+                        kind = failure.kind(),
+                        "component failed again after failing ({first}): {failure}; counted once, as {first}"
+                    );
+                }
                 (Ok(()), Ended::Client(status)) | (Err(Ended::Client(status)), _) => {
                     tracing::debug!(
                         route = %path,
                         kind = failure.kind(),
-                        "component failed on the client's account ({status}): {failure}"
+                        "component failed on the client's account ({}): {failure}",
+                        status.as_u16()
                     );
                 }
             }
@@ -463,6 +470,8 @@ struct RequestRecord {
 struct VersionRecord {
     /// Counts the answer into its per-version series.
     version: Arc<Version>,
+    /// Where a failure seen only in the answer's body is reported.
+    report: guest::Report,
     /// The rollout to record the answer for, the arm it ran on, and whom
     /// to wake when a verdict may be due.
     judged: Option<(Arc<Rollout>, Arm, Arc<Notify>)>,
@@ -502,6 +511,17 @@ impl RequestRecord {
     fn holding(mut self, permit: Arc<OwnedSemaphorePermit>) -> Self {
         self._permit = Some(permit);
         self
+    }
+
+    /// The guest's answer broke off (it dropped its body unfinished, or
+    /// ended it short of its length) without a failure reported already:
+    /// reported now, as the guest's.
+    fn body_broke(&self) {
+        if let (Some(client), Some(version)) = (&self.client, &self.version)
+            && client.ended().is_none()
+        {
+            (version.report)(&GuestFailure::BrokenBody);
+        }
     }
 
     fn finish(mut self, path: Arc<str>, response: Response<Body>) -> Response<Body> {
@@ -586,7 +606,10 @@ impl Tally {
         };
         self.metrics
             .observe_request(self.method, &self.path, status, self.elapsed);
-        let Some(VersionRecord { version, judged }) = &self.version else {
+        let Some(VersionRecord {
+            version, judged, ..
+        }) = &self.version
+        else {
             return;
         };
         // A response whose head said 200 but whose guest then failed is a
@@ -613,8 +636,11 @@ impl Tally {
 /// record when the server has taken a frame and not yet asked for the next
 /// (the client reading slower than the guest writes).
 struct Recorded {
-    body: Body,
+    /// Declared first, so dropped first: a client's departure is settled
+    /// before the guest's stream closes (a guest failing on it is then not
+    /// blamed).
     record: RequestRecord,
+    body: Body,
 }
 
 impl hyper::body::Body for Recorded {
@@ -627,30 +653,30 @@ impl hyper::body::Body for Recorded {
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
         use std::task::Poll;
         let this = &mut *self;
-        let client = this.record.client.as_deref();
-        if let Some(client) = client {
+        let record = &mut this.record;
+        if let Some(client) = &record.client {
             client.answer_taken(false);
         }
         let polled = std::pin::Pin::new(&mut this.body).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let (Some(data), Some(expected)) = (frame.data_ref(), &mut this.record.expected)
-        {
-            *expected = expected.saturating_sub(data.len() as u64);
-            if *expected == 0 {
-                this.record.completed = true;
-            }
-        }
         match &polled {
-            Poll::Ready(None) => this.record.completed = true,
-            Poll::Ready(Some(Ok(_))) if hyper::body::Body::is_end_stream(&this.body) => {
-                this.record.completed = true
-            }
-            Poll::Ready(Some(Ok(_))) => {
-                if let Some(client) = client {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some(expected)) = (frame.data_ref(), &mut record.expected) {
+                    *expected = expected.saturating_sub(data.len() as u64);
+                }
+                if record.expected == Some(0) || hyper::body::Body::is_end_stream(&this.body) {
+                    record.completed = true;
+                } else if let Some(client) = &record.client {
                     client.answer_taken(true);
                 }
             }
-            _ => {}
+            // Ended short of its announced length, or in an error: the
+            // guest's doing.
+            Poll::Ready(None) if record.expected.is_some_and(|left| left > 0) => {
+                record.body_broke();
+            }
+            Poll::Ready(None) => record.completed = true,
+            Poll::Ready(Some(Err(_))) => record.body_broke(),
+            Poll::Pending => {}
         }
         polled
     }

@@ -66,9 +66,10 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, ErrorCode>>> {
         let this = &mut *self;
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        // A read that only looks (wasmtime polls it with the no-op waker)
-        // is no waiting: the guest may go on to do anything else.
-        let waits = !cx.waker().will_wake(std::task::Waker::noop());
+        // A read that only looks (wasmtime polls it with `Waker::noop()`,
+        // whose data is null; a runtime's waker never has null data) is no
+        // waiting: the guest may go on to do anything else.
+        let waits = !cx.waker().data().is_null();
         this.client.awaiting_body(polled.is_pending() && waits);
         let frame = match polled {
             Poll::Pending if !waits => return Poll::Pending,
@@ -219,6 +220,33 @@ mod tests {
             client.body_answer(),
             Some(hyper::StatusCode::PAYLOAD_TOO_LARGE)
         );
+    }
+
+    #[tokio::test]
+    async fn a_look_is_not_a_wait() {
+        let client = Arc::new(ClientSide::default());
+        let (_sender, receiver) =
+            futures::channel::mpsc::channel::<Result<Frame<Bytes>, String>>(1);
+        let mut body = RequestBody::new(
+            http_body_util::StreamBody::new(receiver),
+            100,
+            Duration::from_millis(1),
+            client.clone(),
+        );
+        // How wasmtime's non-blocking read polls (wasmtime_wasi::runtime::poll_noop).
+        let looked = wasmtime_wasi::runtime::poll_noop(std::pin::pin!(body.frame()));
+        assert!(looked.is_none());
+        assert_eq!(
+            client.blame(&crate::guest::GuestFailure::Timeout),
+            None,
+            "a look was taken for waiting on the client"
+        );
+        // A real wait is one.
+        let waited = tokio::time::timeout(Duration::from_millis(50), body.frame()).await;
+        assert!(matches!(
+            waited,
+            Ok(Some(Err(ErrorCode::ConnectionReadTimeout)))
+        ));
     }
 
     #[tokio::test]

@@ -28,23 +28,48 @@ use tokio::time::Sleep;
 type Waiting = Box<dyn FnOnce(bool) + Send>;
 
 /// Answers handed to one connection whose bytes are not yet known written.
-#[derive(Default)]
 pub struct Delivery {
-    /// Told at the next successful flush, or when writing fails.
-    waiting: Mutex<Vec<Waiting>>,
+    /// Told at the next successful flush, or when writing fails; `None`
+    /// once the connection can write no more (later ones are told at once).
+    waiting: Mutex<Option<Vec<Waiting>>>,
 }
 
 impl Delivery {
     /// Calls `then` once what the connection has taken so far is written
-    /// (`true`), or cannot be (`false`: an error, or the connection's end).
+    /// (`true`), or cannot be (`false`: an error, or the connection's end,
+    /// maybe already past: hyper drops the connection before the answer
+    /// it was writing).
     pub fn after_write(&self, then: Waiting) {
-        self.waiting.lock().expect("delivery lock").push(then);
+        let mut waiting = self.waiting.lock().expect("delivery lock");
+        match &mut *waiting {
+            Some(list) => list.push(then),
+            None => {
+                drop(waiting);
+                then(false);
+            }
+        }
     }
 
+    /// Tells the waiting answers; after `false`, every later one too.
     fn settle(&self, written: bool) {
-        let waiting = std::mem::take(&mut *self.waiting.lock().expect("delivery lock"));
-        for then in waiting {
+        let waiting = {
+            let mut waiting = self.waiting.lock().expect("delivery lock");
+            if written {
+                waiting.as_mut().map(std::mem::take)
+            } else {
+                waiting.take()
+            }
+        };
+        for then in waiting.into_iter().flatten() {
             then(written);
+        }
+    }
+}
+
+impl Default for Delivery {
+    fn default() -> Self {
+        Self {
+            waiting: Mutex::new(Some(Vec::new())),
         }
     }
 }
@@ -206,9 +231,11 @@ mod tests {
         delivery.after_write(tell(&told));
         assert!(io.write_all(b"another").await.is_err());
         assert_eq!(*told.lock().unwrap(), [true, false]);
-        // Nor is one the connection ends with.
+        // Nor one handed over after the connection failed, nor after it ended.
         delivery.after_write(tell(&told));
-        drop(io);
         assert_eq!(*told.lock().unwrap(), [true, false, false]);
+        drop(io);
+        delivery.after_write(tell(&told));
+        assert_eq!(*told.lock().unwrap(), [true, false, false, false]);
     }
 }

@@ -45,6 +45,9 @@ pub enum GuestFailure {
     ErrorCode(ErrorCode),
     /// The guest did not finish within its deadline.
     Timeout,
+    /// The guest's answer broke off without a trap: it dropped its body
+    /// unfinished, or ended it short of its announced length.
+    BrokenBody,
 }
 
 impl GuestFailure {
@@ -58,6 +61,7 @@ impl GuestFailure {
             Self::NoResponse => "no_response",
             Self::ErrorCode(_) => "error_code",
             Self::Timeout => "timeout",
+            Self::BrokenBody => "broken_body",
         }
     }
 
@@ -93,6 +97,9 @@ impl std::fmt::Display for GuestFailure {
             Self::NoResponse => f.write_str("returned without setting a response"),
             Self::ErrorCode(code) => write!(f, "answered with error code {code:?}"),
             Self::Timeout => f.write_str("did not finish before its deadline"),
+            Self::BrokenBody => {
+                f.write_str("left its answer's body unfinished or short of its length")
+            }
         }
     }
 }

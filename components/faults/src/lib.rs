@@ -115,9 +115,18 @@ impl endpoint_guest::bindings::exports::wasi::http::incoming_handler::Guest for 
                     500_000_000,
                 )
                 .block();
+                // The host learns the client left when it writes this; the
+                // next write then fails.
                 stream
                     .blocking_write_and_flush(&[b'b'; 4096])
-                    .expect("the client takes the second half");
+                    .expect("the client takes the second part");
+                endpoint_guest::bindings::wasi::clocks::monotonic_clock::subscribe_duration(
+                    200_000_000,
+                )
+                .block();
+                stream
+                    .blocking_write_and_flush(&[b'c'; 4096])
+                    .expect("the client takes the third part");
                 drop(stream);
                 OutgoingBody::finish(body, None).expect("the body ends");
             }
