@@ -87,6 +87,21 @@ pub fn io(
     TokioIo::new(WriteTimeout::new(stream, limits.send_timeout, delivery))
 }
 
+/// The next connection on `listener` (named `name` in logs). A failed
+/// accept (out of file descriptors, usually) is logged and retried after a
+/// moment instead of spinning.
+async fn accept(listener: &TcpListener, name: &str) -> (TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(accepted) => return accepted,
+            Err(e) => {
+                tracing::warn!("{name}: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
 /// Serves `listener` for the life of the process, each request answered by
 /// `handle`, at most `cap` connections at once (one past it is closed at
 /// once, with a warning naming `name`).
@@ -106,15 +121,7 @@ pub async fn serve_forever<F, Fut, B>(
     let http = http1(&limits);
     let connections = Arc::new(Semaphore::new(cap));
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Out of file descriptors, usually: wait instead of spinning.
-                tracing::warn!("{name}: accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+        let (stream, peer) = accept(&listener, name).await;
         let Ok(permit) = connections.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "{name}: {cap} connections open, closing a new one");
             continue;
@@ -177,16 +184,7 @@ pub async fn serve(
     tokio::pin!(drain);
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        // Out of file descriptors, usually: wait instead of spinning.
-                        tracing::warn!("accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
+            (stream, peer) = accept(&listener, "webapp") => {
                 let Ok(permit) = connections.clone().try_acquire_owned() else {
                     app.metrics().connection_rejected();
                     tokio::spawn(refuse(stream));

@@ -52,6 +52,17 @@ async fn slow_reader(addr: std::net::SocketAddr, requests: &[u8]) -> TcpStream {
     stream
 }
 
+/// A connection that posts 1 byte of a 100-byte body to `/fault/echo` and
+/// sends no more.
+async fn stalled_post(addr: std::net::SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"POST /fault/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nx")
+        .await
+        .unwrap();
+    stream
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_readers_are_cut_and_never_lock_out_probes_or_metrics() {
     let config = config(
@@ -111,12 +122,7 @@ async fn stalled_bodies_are_cut_free_their_slots_and_are_the_clients() {
     let host = Host::start(&config, &["--ops-listen", "127.0.0.1:0"]);
     let mut stalled = Vec::new();
     for _ in 0..5 {
-        let mut stream = TcpStream::connect(host.addr).await.unwrap();
-        stream
-            .write_all(b"POST /fault/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nx")
-            .await
-            .unwrap();
-        stalled.push(stream);
+        stalled.push(stalled_post(host.addr).await);
     }
     eventually(
         Duration::from_secs(10),
@@ -173,12 +179,7 @@ async fn a_body_unfinished_at_the_deadline_is_the_clients_not_a_timeout() {
     assert_eq!(status, 200, "{answer}");
     let mut trickling = Vec::new();
     for _ in 0..4 {
-        let mut stream = TcpStream::connect(host.addr).await.unwrap();
-        stream
-            .write_all(b"POST /fault/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nx")
-            .await
-            .unwrap();
-        trickling.push(stream);
+        trickling.push(stalled_post(host.addr).await);
     }
     for mut stream in trickling {
         let (answer, _) = read_until_closed(&mut stream, Duration::from_secs(5)).await;
