@@ -347,7 +347,7 @@ impl App {
         let metrics = self.metrics.clone();
         let first_kind = OnceLock::<&'static str>::new();
         Arc::new(move |failure: &GuestFailure| {
-            let ended = match client.blame(failure) {
+            let ended = match client.blame(failure.as_failed()) {
                 Some(status) => Ended::Client(status),
                 None => Ended::Guest(failure.status()),
             };

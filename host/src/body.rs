@@ -237,7 +237,7 @@ mod tests {
         let looked = wasmtime_wasi::runtime::poll_noop(std::pin::pin!(body.frame()));
         assert!(looked.is_none());
         assert_eq!(
-            client.blame(&crate::guest::GuestFailure::Timeout),
+            client.blame(crate::client::Failed::AtDeadline),
             None,
             "a look was taken for waiting on the client"
         );

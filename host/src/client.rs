@@ -29,8 +29,6 @@ use std::time::{Duration, Instant};
 
 use hyper::StatusCode;
 
-use crate::guest::GuestFailure;
-
 /// 499 "client closed request": nginx's convention, not an IANA status.
 pub fn client_closed() -> StatusCode {
     StatusCode::from_u16(499).expect("499 is in the valid range")
@@ -41,6 +39,15 @@ pub fn client_closed() -> StatusCode {
 /// that reads takes a frame within microseconds; one whose socket is full
 /// takes none for as long as it stays full.
 const BACKLOG: Duration = Duration::from_millis(200);
+
+/// How a guest failed, as far as blame goes: meeting its deadline may be
+/// the client's doing (it was waiting on the client), anything else is not
+/// unless the client was gone already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failed {
+    AtDeadline,
+    Otherwise,
+}
 
 /// Who ended a request before its answer was complete, with its status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,14 +173,14 @@ impl ClientSide {
 
     /// Whether `failure` is the client's doing, and then the status the
     /// request counts as; `None` when it is the component's.
-    pub fn blame(&self, failure: &GuestFailure) -> Option<StatusCode> {
+    pub fn blame(&self, failure: Failed) -> Option<StatusCode> {
         if let Some(status) = self.body_answer() {
             return Some(status);
         }
         if let Some(Ended::Client(status)) = self.ended() {
             return Some(status);
         }
-        if !matches!(failure, GuestFailure::Timeout) {
+        if failure != Failed::AtDeadline {
             return None;
         }
         if self.awaiting_body.load(Ordering::Relaxed) {
@@ -192,8 +199,8 @@ mod tests {
     #[test]
     fn a_failure_with_nothing_from_the_client_is_the_components() {
         let client = ClientSide::default();
-        assert_eq!(client.blame(&GuestFailure::Timeout), None);
-        assert_eq!(client.blame(&GuestFailure::NoResponse), None);
+        assert_eq!(client.blame(Failed::AtDeadline), None);
+        assert_eq!(client.blame(Failed::Otherwise), None);
         assert_eq!(client.body_answer(), None);
     }
 
@@ -203,7 +210,7 @@ mod tests {
         client.body_stalled();
         assert_eq!(client.body_answer(), Some(StatusCode::REQUEST_TIMEOUT));
         assert_eq!(
-            client.blame(&GuestFailure::NoResponse),
+            client.blame(Failed::Otherwise),
             Some(StatusCode::REQUEST_TIMEOUT)
         );
         client.body_too_large();
@@ -214,10 +221,7 @@ mod tests {
     fn any_failure_after_the_client_left_is_the_clients() {
         let client = ClientSide::default();
         client.settle(Ended::Client(client_closed())).unwrap();
-        assert_eq!(
-            client.blame(&GuestFailure::NoResponse),
-            Some(client_closed())
-        );
+        assert_eq!(client.blame(Failed::Otherwise), Some(client_closed()));
     }
 
     #[test]
@@ -242,29 +246,26 @@ mod tests {
         let waiting_for_body = ClientSide::default();
         waiting_for_body.awaiting_body(true);
         assert_eq!(
-            waiting_for_body.blame(&GuestFailure::Timeout),
+            waiting_for_body.blame(Failed::AtDeadline),
             Some(StatusCode::REQUEST_TIMEOUT)
         );
         // A trap while waiting is still the component's.
-        assert_eq!(waiting_for_body.blame(&GuestFailure::NoResponse), None);
+        assert_eq!(waiting_for_body.blame(Failed::Otherwise), None);
         waiting_for_body.awaiting_body(false);
-        assert_eq!(waiting_for_body.blame(&GuestFailure::Timeout), None);
+        assert_eq!(waiting_for_body.blame(Failed::AtDeadline), None);
 
         // An answer frame just taken: the client has had no time to be slow.
         let slow_reader = ClientSide::default();
         slow_reader.answer_taken(true);
-        assert_eq!(slow_reader.blame(&GuestFailure::Timeout), None);
+        assert_eq!(slow_reader.blame(Failed::AtDeadline), None);
         // Taken long ago and never asked for again: it is.
         let slow_reader = ClientSide {
             started: Instant::now() - 2 * BACKLOG,
             ..ClientSide::default()
         };
         slow_reader.answer_waiting_since.store(1, Ordering::Relaxed);
-        assert_eq!(
-            slow_reader.blame(&GuestFailure::Timeout),
-            Some(client_closed())
-        );
+        assert_eq!(slow_reader.blame(Failed::AtDeadline), Some(client_closed()));
         slow_reader.answer_taken(false);
-        assert_eq!(slow_reader.blame(&GuestFailure::Timeout), None);
+        assert_eq!(slow_reader.blame(Failed::AtDeadline), None);
     }
 }

@@ -24,6 +24,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 
 use crate::body::{GuestBody, GuestEnd, RequestBody};
+use crate::client::Failed;
 use crate::config::GuestLimits;
 use crate::state::{MemoryLimitExceeded, RequestState};
 use crate::usage::{GuestUsage, Timed};
@@ -62,6 +63,14 @@ impl GuestFailure {
             Self::ErrorCode(_) => "error_code",
             Self::Timeout => "timeout",
             Self::BrokenBody => "broken_body",
+        }
+    }
+
+    /// What the failure is to the client's blame (`client.rs`).
+    pub fn as_failed(&self) -> Failed {
+        match self {
+            Self::Timeout => Failed::AtDeadline,
+            _ => Failed::Otherwise,
         }
     }
 
