@@ -513,6 +513,14 @@ impl RequestRecord {
         self
     }
 
+    /// The whole answer is handed to the connection.
+    fn complete(&mut self) {
+        self.completed = true;
+        if let Some(client) = &self.client {
+            client.answer_completed();
+        }
+    }
+
     /// The guest's answer broke off (it dropped its body unfinished, or
     /// ended it short of its length) without a failure reported already:
     /// reported now, as the guest's.
@@ -543,8 +551,10 @@ impl RequestRecord {
         response.map(|body| {
             // A body already at its end, or one nothing is expected of, is
             // never polled: it is complete.
-            self.completed = hyper::body::Body::is_end_stream(&body) || self.expected == Some(0);
-            Recorded { body, record: self }.boxed_unsync()
+            if hyper::body::Body::is_end_stream(&body) || self.expected == Some(0) {
+                self.complete();
+            }
+            Recorded { record: self, body }.boxed_unsync()
         })
     }
 }
@@ -555,13 +565,17 @@ impl Drop for RequestRecord {
     fn drop(&mut self) {
         self.metrics.track_in_flight(false);
         let Some(path) = self.path.take() else { return };
+        let client = self.client.take();
         let tally = Tally {
             metrics: self.metrics.clone(),
             method: self.method,
             path,
             status: self.status,
             elapsed: self.started.elapsed(),
-            client: self.client.take(),
+            // What the client was handed is judged: a failure after that
+            // is counted as the guest's failure, not in the answer's class.
+            ended: client.as_ref().and_then(|c| c.ended()),
+            client,
             version: self.version.take(),
         };
         if self.completed {
@@ -581,6 +595,8 @@ struct Tally {
     /// The answer's status, if there was an answer.
     status: Option<StatusCode>,
     elapsed: std::time::Duration,
+    /// Who ended the request when it was done with, if anyone.
+    ended: Option<Ended>,
     client: Option<Arc<ClientSide>>,
     version: Option<VersionRecord>,
 }
@@ -596,8 +612,7 @@ impl Tally {
                 let left = Ended::Client(client_closed());
                 Some(client.settle(left).map_or_else(|first| first, |()| left))
             }
-            Some(client) => client.ended(),
-            None => None,
+            _ => self.ended,
         };
         let status = match (ended, self.status) {
             (Some(Ended::Client(_)), _) if !delivered => client_closed(),
@@ -663,8 +678,12 @@ impl hyper::body::Body for Recorded {
                 if let (Some(data), Some(expected)) = (frame.data_ref(), &mut record.expected) {
                     *expected = expected.saturating_sub(data.len() as u64);
                 }
-                if record.expected == Some(0) || hyper::body::Body::is_end_stream(&this.body) {
-                    record.completed = true;
+                // Trailers are always the last frame (hyper asks no more).
+                if record.expected == Some(0)
+                    || frame.is_trailers()
+                    || hyper::body::Body::is_end_stream(&this.body)
+                {
+                    record.complete();
                 } else if let Some(client) = &record.client {
                     client.answer_taken(true);
                 }
@@ -674,7 +693,7 @@ impl hyper::body::Body for Recorded {
             Poll::Ready(None) if record.expected.is_some_and(|left| left > 0) => {
                 record.body_broke();
             }
-            Poll::Ready(None) => record.completed = true,
+            Poll::Ready(None) => record.complete(),
             Poll::Ready(Some(Err(_))) => record.body_broke(),
             Poll::Pending => {}
         }

@@ -14,6 +14,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::sync::oneshot;
 use tokio::time::Sleep;
@@ -39,6 +40,11 @@ pub struct RequestBody<B> {
 }
 
 impl<B> RequestBody<B> {
+    /// What the request's client has done.
+    pub fn client(&self) -> &Arc<ClientSide> {
+        &self.client
+    }
+
     /// Wraps `inner`, bounded by `limit` bytes and `pause` between them.
     pub fn new(inner: B, limit: u64, pause: Duration, client: Arc<ClientSide>) -> Self {
         Self {
@@ -130,15 +136,19 @@ pub struct GuestBody<E> {
     end: Option<GuestEnd<E>>,
     /// The guest failed and the body has not said so yet.
     failed: bool,
+    /// The request's client, for a body dropped while its guest still runs.
+    client: Option<Arc<ClientSide>>,
 }
 
 impl<E> GuestBody<E> {
-    /// The body of a guest still running (elsewhere), ending as `end` says.
-    pub fn new(inner: HyperOutgoingBody, end: GuestEnd<E>) -> Self {
+    /// The body of a guest still running (elsewhere), ending as `end`
+    /// says, answering `client`.
+    pub fn new(inner: HyperOutgoingBody, end: GuestEnd<E>, client: Arc<ClientSide>) -> Self {
         Self {
             inner,
             end: Some(end),
             failed: false,
+            client: Some(client),
         }
     }
 
@@ -148,7 +158,31 @@ impl<E> GuestBody<E> {
             inner,
             end: None,
             failed: ended.is_err(),
+            client: None,
         }
+    }
+}
+
+impl<E> Drop for GuestBody<E> {
+    /// The connection drops a body once it has the whole answer (its
+    /// announced length, or none for HEAD), maybe while the guest is still
+    /// finishing it: what the guest writes then is read and dropped until it
+    /// ends, so that it is not failing on a stream closed under it. (A body
+    /// dropped because the client left is not read on: the guest's writes
+    /// fail, and that is the client's doing, `client.rs`.)
+    fn drop(&mut self) {
+        let complete = self.client.as_ref().is_some_and(|c| c.is_answer_complete());
+        if self.end.is_none() || !complete {
+            return;
+        }
+        let empty = http_body_util::Empty::new()
+            .map_err(|never: std::convert::Infallible| match never {})
+            .boxed_unsync();
+        let mut rest = std::mem::replace(&mut self.inner, empty);
+        tokio::spawn(async move {
+            // Ends when the guest does (its deadline included).
+            while let Some(Ok(_)) = rest.frame().await {}
+        });
     }
 }
 
@@ -287,7 +321,7 @@ mod tests {
     async fn a_guest_body_ends_cleanly_when_its_guest_succeeded() {
         let (tx, rx) = oneshot::channel::<Result<(), String>>();
         tx.send(Ok(())).unwrap();
-        let bytes = GuestBody::new(outgoing(b"ok"), rx)
+        let bytes = GuestBody::new(outgoing(b"ok"), rx, Arc::default())
             .collect()
             .await
             .unwrap()
@@ -302,7 +336,7 @@ mod tests {
         let (tx, rx) = oneshot::channel::<Result<(), String>>();
         tx.send(Err("trapped".into())).unwrap();
         assert!(
-            GuestBody::new(outgoing(b"partial"), rx)
+            GuestBody::new(outgoing(b"partial"), rx, Arc::default())
                 .collect()
                 .await
                 .is_err()
@@ -310,7 +344,7 @@ mod tests {
         let (tx, rx) = oneshot::channel::<Result<(), String>>();
         drop(tx);
         assert!(
-            GuestBody::new(outgoing(b"partial"), rx)
+            GuestBody::new(outgoing(b"partial"), rx, Arc::default())
                 .collect()
                 .await
                 .is_err()
@@ -322,7 +356,7 @@ mod tests {
     #[tokio::test]
     async fn a_guest_body_waits_for_its_guest_to_end() {
         let (tx, rx) = oneshot::channel::<Result<(), String>>();
-        let mut body = GuestBody::new(outgoing(b"x"), rx);
+        let mut body = GuestBody::new(outgoing(b"x"), rx, Arc::default());
         assert!(body.frame().await.unwrap().is_ok());
         let pending =
             tokio::time::timeout(std::time::Duration::from_millis(50), body.frame()).await;

@@ -96,6 +96,8 @@ pub struct ClientSide {
     /// since (nanoseconds after `started`, plus one; 0 when not): the
     /// client reading slower than the component writes.
     answer_waiting_since: AtomicU64,
+    /// The whole answer has been handed to the connection.
+    answer_complete: AtomicBool,
     /// Who ended the request, settled once ([`Ended::code`]).
     ended: AtomicU16,
 }
@@ -109,6 +111,7 @@ impl Default for ClientSide {
             body_broken: AtomicBool::new(false),
             awaiting_body: AtomicBool::new(false),
             answer_waiting_since: AtomicU64::new(0),
+            answer_complete: AtomicBool::new(false),
             ended: AtomicU16::new(0),
         }
     }
@@ -141,6 +144,17 @@ impl ClientSide {
             0
         };
         self.answer_waiting_since.store(since, Ordering::Relaxed);
+    }
+
+    /// The whole answer has been handed to the connection (which may drop
+    /// the guest's body before the guest ends: see `body.rs`).
+    pub fn answer_completed(&self) {
+        self.answer_taken(false);
+        self.answer_complete.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_answer_complete(&self) -> bool {
+        self.answer_complete.load(Ordering::Relaxed)
     }
 
     /// Records who ended the request if nobody has yet; `Err` with who

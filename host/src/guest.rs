@@ -155,6 +155,7 @@ pub async fn invoke(
 ) -> Invocation {
     // One timer for the whole request: instantiation and the call.
     let mut expiry = Box::pin(sleep_until(Instant::now() + limits.timeout));
+    let client = request.body().client().clone();
     let failed = |instantiation, failure: GuestFailure| {
         report(&failure);
         Invocation {
@@ -234,7 +235,7 @@ pub async fn invoke(
                 let end = run_apart(guest, report);
                 return Invocation {
                     instantiation,
-                    result: Ok(response.map(|body| GuestBody::new(body, end))),
+                    result: Ok(response.map(|body| GuestBody::new(body, end, client))),
                 };
             }
             // The answer is known (an error); the guest may go on: let it

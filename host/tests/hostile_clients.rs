@@ -464,3 +464,33 @@ async fn malformed_bodies_are_the_clients_and_do_not_flood_the_log() {
         "a client's malformed body logged a warning:\n{log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_still_finishing_a_complete_answer_is_not_failed_under() {
+    // hyper drops an answer's body once it has every announced byte (at
+    // once for HEAD), maybe before its guest is done with it.
+    let faults = component("faults");
+    let routes = [("/x/careless-finish", faults)];
+    let host = Host::start(&config("", &routes), &["--ops-listen", "127.0.0.1:0"]);
+    let client = client();
+    for method in [hyper::Method::GET, hyper::Method::HEAD] {
+        for _ in 0..5 {
+            let (status, body) =
+                send(&client, method.clone(), &host.url("/x/careless-finish")).await;
+            assert_eq!(status, StatusCode::OK, "{method}: {body:.80}");
+        }
+    }
+    eventually(Duration::from_secs(10), "every request counted", || async {
+        let scrape = scrape_ops(&host).await;
+        value(&scrape, "webapp_http_request_total", &[("status", "200")]) == 10.0
+            && value(&scrape, "webapp_component_instances", &[]) == 0.0
+    })
+    .await;
+    let scrape = scrape_ops(&host).await;
+    assert_eq!(
+        value(&scrape, "webapp_wasm_guest_failures_total", &[]),
+        0.0,
+        "a guest was failed by a stream closed under it\n{}",
+        host.log()
+    );
+}

@@ -101,6 +101,30 @@ impl endpoint_guest::bindings::exports::wasi::http::incoming_handler::Guest for 
                     }
                 }
             }
+            // Answers 8 KiB with its length announced, then, 100 ms later,
+            // flushes again and insists it works: a careless guest that
+            // traps if the host closed its stream once it had every byte.
+            "careless-finish" => {
+                let headers =
+                    Fields::from_list(&[("content-length".to_string(), b"8192".to_vec())])
+                        .expect("valid headers");
+                let response = OutgoingResponse::new(headers);
+                let body = response.body().expect("the body is taken once");
+                ResponseOutparam::set(out, Ok(response));
+                let stream = body.write().expect("the stream is taken once");
+                for chunk in [[b'a'; 4096], [b'b'; 4096]] {
+                    stream
+                        .blocking_write_and_flush(&chunk)
+                        .expect("the host takes the body");
+                }
+                endpoint_guest::bindings::wasi::clocks::monotonic_clock::subscribe_duration(
+                    100_000_000,
+                )
+                .block();
+                stream.blocking_flush().expect("the stream is still open");
+                drop(stream);
+                OutgoingBody::finish(body, None).expect("the body ends");
+            }
             // Like pause-mid-body, but written as a careless guest would:
             // it traps when its second write fails (the client left).
             "trap-if-client-left" => {
