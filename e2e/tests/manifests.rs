@@ -183,6 +183,26 @@ fn probes_and_scrapes_use_the_ops_listener() {
     assert!(keeps_ops, "Prometheus does not scrape the ops port");
 }
 
+/// The route table the pods read (the ConfigMap webapp-config) names the
+/// components the image carries, and serves the demo: here with the image's
+/// folder mapped onto this build's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_configmap_route_table_serves_the_images_components() {
+    let text = std::fs::read_to_string(repo_root().join("k8s/webapp-config.yaml")).unwrap();
+    let docs = yaml_documents(&text);
+    let table = docs[0]["data"]["webapp.toml"].as_str().unwrap();
+    let image_folder = "/app/target/wasm32-wasip2/release/";
+    let dockerfile = std::fs::read_to_string(repo_root().join("host/Dockerfile")).unwrap();
+    assert!(
+        dockerfile.contains(&format!("ep_*.wasm {image_folder}")),
+        "the image does not carry the components where the ConfigMap names them"
+    );
+    let here = testkit::components().join("");
+    let local = table.replace(image_folder, here.to_str().unwrap());
+    let host = testkit::Host::start(&local, &[]);
+    testkit::assert_demo_endpoints_answer(&host).await;
+}
+
 #[test]
 fn dashboard_validates_against_grafanas_own_types() {
     let node_bin = repo_root().join("e2e/node_modules/.bin");

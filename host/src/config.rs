@@ -51,6 +51,35 @@ pub const DEFAULT_ADMIN_BODY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Fits the Kubernetes cache volume (256 MiB) with room to spare.
 pub const DEFAULT_CACHE_MAX_MIB: u64 = 200;
 
+/// The largest config file read: route tables are a few KiB; a path
+/// naming something endless or huge is refused rather than read.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// The text of the config file at `path`, if it is a file within
+/// [`MAX_CONFIG_BYTES`].
+pub fn read_text(path: &Path) -> Result<String> {
+    use std::io::Read;
+    let cannot = |e: &dyn std::fmt::Display| {
+        format_err!("cannot read config file `{}`: {e}", path.display())
+    };
+    let file = std::fs::File::open(path).map_err(|e| cannot(&e))?;
+    let metadata = file.metadata().map_err(|e| cannot(&e))?;
+    if !metadata.is_file() {
+        return Err(cannot(&"not a regular file"));
+    }
+    let mut text = String::new();
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| cannot(&e))?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(cannot(&format!(
+            "larger than {} KiB",
+            MAX_CONFIG_BYTES >> 10
+        )));
+    }
+    Ok(text)
+}
+
 /// Settings of the host: every one a key of the config file, a flag and an
 /// environment variable. Unset means "from the next layer down", at the
 /// bottom the default named in each doc comment.
@@ -124,7 +153,8 @@ pub struct Settings {
     #[arg(long, env = "WEBAPP_CACHE_MAX_MIB")]
     pub cache_max_mib: Option<u64>,
 
-    /// `--no-watch`: do not watch component files for new versions [key: watch = false].
+    /// `--no-watch`: do not watch component files for new versions, nor the
+    /// config file for a new route table [key: watch = false].
     #[arg(
         long = "no-watch",
         env = "WEBAPP_WATCH",
@@ -331,7 +361,8 @@ pub struct Config {
     pub cache_dir: Option<PathBuf>,
     /// Upper bound of the compile cache folder's size; least recently used entries go first.
     pub cache_max_bytes: u64,
-    /// Whether routed component files are watched and swapped in when they change.
+    /// Whether routed component files (swapped in when they change) and the
+    /// config file (reloaded when its text changes) are watched.
     pub watch: bool,
     /// Whether per-request metrics are recorded (off only to measure their cost).
     pub request_metrics: bool,
@@ -446,9 +477,13 @@ impl Config {
     /// Relative paths in the file are taken from the file's folder, so the
     /// host can run from anywhere.
     pub fn load(path: &Path, over: &Settings) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format_err!("cannot read config file `{}`: {e}", path.display()))?;
-        let config = Self::parse(&text, path, over)?;
+        Self::from_text(&read_text(path)?, path, over)
+    }
+
+    /// The config in `text` (read from `path`), with every route's
+    /// component file there.
+    pub fn from_text(text: &str, path: &Path, over: &Settings) -> Result<Self> {
+        let config = Self::parse(text, path, over)?;
         for route in &config.routes {
             if let Err(e) = component_file::resolve(&route.component) {
                 bail!(

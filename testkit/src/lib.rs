@@ -195,6 +195,14 @@ impl Host {
         Host::start_with_file(listen, &path, args, dir)
     }
 
+    /// Starts the host on the config file at `path` as it is (not a copy:
+    /// the test may change it while the host runs); its log in a folder of
+    /// its own.
+    pub fn start_with_config_file(path: &Path, args: &[&str]) -> Host {
+        let dir = tempfile::tempdir().unwrap();
+        Host::start_with_file("127.0.0.1:0", path, args, dir)
+    }
+
     /// Starts a second host on this host's config file, as a second
     /// replica on one machine would run: its own ports and log (its
     /// `config_path` is not the file it serves).

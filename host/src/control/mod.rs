@@ -100,6 +100,10 @@ pub struct Control {
 struct Owned {
     /// Grows by one with every applied change.
     generation: u64,
+    /// The digest of the config file's text as last read (at start, by a
+    /// reload, or by a look at the file), applied or refused: a look
+    /// reloads only when the text differs.
+    config_seen: String,
     /// Per route path.
     routes: HashMap<String, RouteState>,
 }
@@ -116,6 +120,11 @@ pub enum Look {
 impl Control {
     pub fn app(&self) -> &Arc<App> {
         &self.app
+    }
+
+    /// The config file the route table is read from.
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
     }
 
     /// Changes whenever what is served changes.

@@ -11,7 +11,7 @@ use super::decide::Action;
 use super::known::{RouteState, file_offers, held_instead};
 use super::load::{self, FileOffer};
 use super::store::entry_key;
-use super::{Control, Owned, load_offer, new_endpoint, observed, publish, route_error};
+use super::{Control, Look, Owned, load_offer, new_endpoint, observed, publish, route_error};
 use crate::app::RouteSet;
 use crate::config::{Config, RouteConfig};
 use crate::rollout::{Rollout, Serving, Version};
@@ -44,9 +44,65 @@ impl Control {
         result
     }
 
+    /// Looks at the config file (the watcher's call, on an event in its
+    /// folder or periodically): when its text differs from the text last
+    /// read, the route table is reloaded from it, as `POST /reload` does. A
+    /// file that cannot be read, parsed or served is refused once (logged,
+    /// counted as a `config` change `rejected`) and the last good table
+    /// serves on; the same text is not tried again.
+    pub async fn look_at_config(&self, look: Look) {
+        if matches!(look, Look::Periodic) && recently_modified(&self.config_path) {
+            // Maybe being written right now: the next look, or the event
+            // when its writer closes it, reads it.
+            return;
+        }
+        let mut owned = self.owned.lock().await;
+        let text = match crate::config::read_text(&self.config_path) {
+            Ok(text) => text,
+            Err(e) => {
+                // Seen once per state of the file, like a text.
+                let seen = format!("unreadable: {e:#}");
+                if owned.config_seen != seen {
+                    tracing::warn!("config file: {e:#}; the route table serves on as it is");
+                    owned.config_seen = seen;
+                }
+                return;
+            }
+        };
+        if owned.config_seen == crate::cache::digest(text.as_bytes()) {
+            return;
+        }
+        tracing::info!(
+            "config file {} changed ({look:?}): reloading the route table",
+            self.config_path.display()
+        );
+        let result = self.reload_text(&mut owned, &text).await;
+        self.app.metrics().observe_change("config", result.is_ok());
+        match result {
+            Ok(report) => tracing::info!(
+                generation = report.generation,
+                added = ?report.added,
+                removed = ?report.removed,
+                changed = ?report.changed,
+                "config file applied"
+            ),
+            Err(e) => tracing::warn!("config file refused, nothing changed: {e}"),
+        }
+    }
+
     async fn reload_locked(&self, owned: &mut Owned) -> Result<Reloaded, SwapError> {
+        let text = crate::config::read_text(&self.config_path)
+            .map_err(|e| SwapError::Rejected(format!("{e:#}")))?;
+        self.reload_text(owned, &text).await
+    }
+
+    /// Serves the route table of the config `text` (read from the file),
+    /// remembered as the text last read whether it is served or refused.
+    async fn reload_text(&self, owned: &mut Owned, text: &str) -> Result<Reloaded, SwapError> {
+        owned.config_seen = crate::cache::digest(text.as_bytes());
         let rejected = |e: wasmtime::Error| SwapError::Rejected(format!("{e:#}"));
-        let config = Config::load(&self.config_path, &self.overrides).map_err(rejected)?;
+        let config =
+            Config::from_text(text, &self.config_path, &self.overrides).map_err(rejected)?;
         let fixed = self.config.fixed_settings_changed(&config);
         if !fixed.is_empty() {
             return Err(SwapError::Rejected(format!(
@@ -266,4 +322,15 @@ impl Control {
             (Action::EndRollout, None) => unreachable!("nothing serves, nothing to end"),
         }
     }
+}
+
+/// How long the config file must have been left alone for a periodic look
+/// to read it (an event-driven look comes when its writer closes it).
+pub const CONFIG_QUIET: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Whether the file at `path` was modified within [`CONFIG_QUIET`].
+fn recently_modified(path: &std::path::Path) -> bool {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t.elapsed().is_ok_and(|age| age < CONFIG_QUIET))
 }

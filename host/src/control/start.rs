@@ -118,6 +118,11 @@ impl Control {
             metrics,
             engine.meters_fuel(),
         ));
+        // Read again (not the text `main` parsed): if the file changed in
+        // between, the watcher's first look reloads it.
+        let config_seen = crate::config::read_text(&config_path)
+            .map(|text| crate::cache::digest(text.as_bytes()))
+            .unwrap_or_default();
         let control = Self {
             app,
             engine,
@@ -126,6 +131,7 @@ impl Control {
             overrides,
             owned: Mutex::new(Owned {
                 generation: 0,
+                config_seen,
                 routes,
             }),
             generation: watch::Sender::new(0),

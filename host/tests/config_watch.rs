@@ -1,0 +1,254 @@
+//! The config file is watched: a changed route table serves by itself,
+//! including the way the kubelet updates a mounted ConfigMap (a new
+//! timestamped folder, a `..data_tmp` symlink renamed over `..data`, the
+//! old folder deleted), and never half-written.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use hyper::StatusCode;
+use testkit::*;
+
+/// A folder laid out and updated exactly as the kubelet's atomic writer
+/// does for a mounted ConfigMap.
+struct ConfigMapVolume {
+    dir: tempfile::TempDir,
+    /// Timestamped folders written so far, to name the next one.
+    written: AtomicUsize,
+}
+
+impl ConfigMapVolume {
+    fn new(files: &[(&str, &[u8])]) -> Self {
+        let volume = Self {
+            dir: tempfile::tempdir().unwrap(),
+            written: AtomicUsize::new(0),
+        };
+        volume.update(files);
+        volume
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The kubelet's sequence: write a new `..<timestamp>` folder, point
+    /// `..data_tmp` at it, rename that over `..data`, make sure every
+    /// `name -> ..data/name` link exists, delete the previous folder.
+    fn update(&self, files: &[(&str, &[u8])]) {
+        let n = self.written.fetch_add(1, Ordering::Relaxed);
+        let folder = format!("..2026_12_01_21_00_{n:02}.{}", 100_000 + n);
+        std::fs::create_dir(self.path(&folder)).unwrap();
+        for (name, bytes) in files {
+            std::fs::write(self.path(&folder).join(name), bytes).unwrap();
+        }
+        let previous = std::fs::read_link(self.path("..data")).ok();
+        std::os::unix::fs::symlink(&folder, self.path("..data_tmp")).unwrap();
+        std::fs::rename(self.path("..data_tmp"), self.path("..data")).unwrap();
+        for (name, _) in files {
+            let link = self.path(name);
+            if std::fs::symlink_metadata(&link).is_err() {
+                std::os::unix::fs::symlink(Path::new("..data").join(name), &link).unwrap();
+            }
+        }
+        if let Some(previous) = previous {
+            std::fs::remove_dir_all(self.path(&previous.to_string_lossy())).unwrap();
+        }
+    }
+}
+
+/// A route table sending `/ep_one` to `stem`'s component.
+fn table(stem: &str) -> Vec<u8> {
+    config_text(
+        "",
+        &[
+            ("/ep_one", component(stem)),
+            ("/error", component("ep_error")),
+        ],
+    )
+    .into_bytes()
+}
+
+/// Starts a host on the config file `config` (not copied: the host reads
+/// the file as the test changes it).
+fn host_on(config: &Path) -> Host {
+    Host::start_with_config_file(config, &[])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configmap_update_reaches_every_host_without_a_failed_request() {
+    let volume = ConfigMapVolume::new(&[("webapp.toml", &table("ep_one"))]);
+    let config = volume.path("webapp.toml");
+    // Two "pods" reading one mounted folder.
+    let pods = [host_on(&config), host_on(&config)];
+    let client = client();
+    for pod in &pods {
+        until_watching(pod, volume.dir.path()).await;
+        assert_eq!(
+            get(&client, &pod.url("/ep_one")).await,
+            (StatusCode::OK, "1".into())
+        );
+    }
+
+    // Traffic through the switch: every answer is whole, from v1 or v2.
+    // Each pod's traffic runs until it has answered from the new table 20
+    // times; the moment of its first new answer is noted.
+    let switched = std::time::Instant::now();
+    let traffic = pods.iter().map(|pod| {
+        let url = pod.url("/ep_one");
+        let client = client.clone();
+        async move {
+            let (mut answers, mut first_new, mut new) = (Vec::new(), None, 0);
+            while new < 20 && answers.len() < 2000 {
+                let answer = get(&client, &url).await;
+                if answer.1 == "2" {
+                    first_new.get_or_insert_with(|| switched.elapsed());
+                    new += 1;
+                }
+                answers.push(answer);
+            }
+            (answers, first_new)
+        }
+    });
+    let traffic = futures::future::join_all(traffic);
+    let switch = async {
+        volume.update(&[("webapp.toml", &table("ep_two"))]);
+    };
+    let (answers, ()) = tokio::join!(traffic, switch);
+    let mut converged = Vec::new();
+    for (answers, first_new) in answers {
+        converged.push(first_new);
+        assert!(
+            answers
+                .iter()
+                .all(|(s, body)| *s == StatusCode::OK && (body == "1" || body == "2")),
+            "{answers:?}"
+        );
+    }
+    for pod in &pods {
+        eventually(
+            Duration::from_secs(10),
+            WithLog("the pod serves the ConfigMap's new table", pod),
+            || async { get(&client, &pod.url("/ep_one")).await.1 == "2" },
+        )
+        .await;
+        let scrape = scrape(pod).await;
+        assert_eq!(
+            value(
+                &scrape,
+                "webapp_route_changes_total",
+                &[("source", "config"), ("result", "ok")]
+            ),
+            1.0
+        );
+    }
+    // A figure for BENCHMARKS.md, not a check.
+    eprintln!("first answer from the new table, per pod, after the switch: {converged:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_written_in_pieces_is_never_served_half_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("webapp.toml");
+    std::fs::write(&config, table("ep_one")).unwrap();
+    let host = host_on(&config);
+    let client = client();
+    until_watching(&host, dir.path()).await;
+
+    // The new table, written the non-atomic way: in place, in two pieces,
+    // the first of which alone is a valid table without `/error`.
+    let new = config_text("", &[("/ep_one", component("ep_two"))]);
+    let rest = config_text("", &[("/error", component("ep_error"))]);
+    use std::io::Write;
+    let mut file = std::fs::File::create(&config).unwrap();
+    file.write_all(new.as_bytes()).unwrap();
+    file.flush().unwrap();
+    // The writer pauses (as a slow editor or copy would): the host must not
+    // read the file before it is closed.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        get(&client, &host.url("/ep_one")).await.1,
+        "1",
+        "{}",
+        host.log()
+    );
+    assert_eq!(
+        get(&client, &host.url("/error")).await.0,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    file.write_all(rest.as_bytes()).unwrap();
+    drop(file);
+
+    eventually(
+        Duration::from_secs(10),
+        WithLog("the whole new table serves", &host),
+        || async { get(&client, &host.url("/ep_one")).await.1 == "2" },
+    )
+    .await;
+    // /error was never removed, not even for a moment.
+    assert_eq!(
+        get(&client, &host.url("/error")).await.0,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    let scrape = scrape(&host).await;
+    assert_eq!(
+        value(
+            &scrape,
+            "webapp_route_changes_total",
+            &[("source", "config")]
+        ),
+        1.0,
+        "the half-written file was read\n{}",
+        host.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_config_is_refused_once_and_the_last_good_table_serves() {
+    let volume = ConfigMapVolume::new(&[("webapp.toml", &table("ep_one"))]);
+    let config = volume.path("webapp.toml");
+    let host = host_on(&config);
+    let client = client();
+    until_watching(&host, volume.dir.path()).await;
+    let changes = |result: &'static str| {
+        let host = &host;
+        async move {
+            let scrape = scrape(host).await;
+            value(
+                &scrape,
+                "webapp_route_changes_total",
+                &[("source", "config"), ("result", result)],
+            )
+        }
+    };
+    for bad in [
+        &b"[[route]]\npath = \"/ep_one\"\ncomponent = \n"[..],
+        b"listen = \"127.0.0.1:1\"\n[[route]]\npath = \"/ep_one\"\ncomponent = \"x.wasm\"\n",
+    ] {
+        let before = changes("rejected").await;
+        volume.update(&[("webapp.toml", bad)]);
+        eventually(
+            Duration::from_secs(10),
+            WithLog("the bad file was refused", &host),
+            || async { changes("rejected").await == before + 1.0 },
+        )
+        .await;
+        assert_eq!(
+            get(&client, &host.url("/ep_one")).await,
+            (StatusCode::OK, "1".into())
+        );
+    }
+    volume.update(&[("webapp.toml", &table("ep_two"))]);
+    eventually(
+        Duration::from_secs(10),
+        WithLog("the fixed file serves", &host),
+        || async { get(&client, &host.url("/ep_one")).await.1 == "2" },
+    )
+    .await;
+    assert_eq!(changes("ok").await, 1.0);
+    assert_eq!(
+        changes("rejected").await,
+        2.0,
+        "a refused text was tried again"
+    );
+}
