@@ -153,8 +153,8 @@ pub struct Settings {
     #[arg(long, env = "WEBAPP_CACHE_MAX_MIB")]
     pub cache_max_mib: Option<u64>,
 
-    /// `--no-watch`: do not watch component files for new versions, nor the
-    /// config file for a new route table [key: watch = false].
+    /// `--no-watch`: do not watch component files for new versions
+    /// [key: watch = false].
     #[arg(
         long = "no-watch",
         env = "WEBAPP_WATCH",
@@ -162,6 +162,16 @@ pub struct Settings {
         default_missing_value = "false"
     )]
     pub watch: Option<bool>,
+
+    /// `--no-watch-config`: do not reload the route table when the config
+    /// file changes; only `POST /reload` does [key: watch_config = false].
+    #[arg(
+        long = "no-watch-config",
+        env = "WEBAPP_WATCH_CONFIG",
+        num_args = 0,
+        default_missing_value = "false"
+    )]
+    pub watch_config: Option<bool>,
 
     /// `--no-request-metrics`: do not record per-request metrics (process
     /// and component metrics stay); only useful to measure what metrics
@@ -361,9 +371,11 @@ pub struct Config {
     pub cache_dir: Option<PathBuf>,
     /// Upper bound of the compile cache folder's size; least recently used entries go first.
     pub cache_max_bytes: u64,
-    /// Whether routed component files (swapped in when they change) and the
-    /// config file (reloaded when its text changes) are watched.
+    /// Whether routed component files are watched and swapped in when they change.
     pub watch: bool,
+    /// Whether the config file is watched and its route table reloaded when
+    /// its text changes.
+    pub watch_config: bool,
     /// Whether per-request metrics are recorded (off only to measure their cost).
     pub request_metrics: bool,
     pub routes: Vec<RouteConfig>,
@@ -472,16 +484,10 @@ fn merge(base: &mut toml::Table, top: toml::Table) {
 }
 
 impl Config {
-    /// Reads `path`, lays `over` (flags and environment) on it, and checks
-    /// the result, including that every route's component file exists.
-    /// Relative paths in the file are taken from the file's folder, so the
-    /// host can run from anywhere.
-    pub fn load(path: &Path, over: &Settings) -> Result<Self> {
-        Self::from_text(&read_text(path)?, path, over)
-    }
-
-    /// The config in `text` (read from `path`), with every route's
-    /// component file there.
+    /// The config in `text` (read from the file at `path`, `read_text`)
+    /// with `over` (flags and environment) laid on it, checked, including
+    /// that every route's component file exists. Relative paths in the file
+    /// are taken from the file's folder, so the host can run from anywhere.
     pub fn from_text(text: &str, path: &Path, over: &Settings) -> Result<Self> {
         let config = Self::parse(text, path, over)?;
         for route in &config.routes {
@@ -563,6 +569,7 @@ impl Config {
             },
             cache_max_bytes: cache_max_mib << 20,
             watch: s.watch.unwrap_or(true),
+            watch_config: s.watch_config.unwrap_or(true),
             request_metrics: s.request_metrics.unwrap_or(true),
             routes,
             layered: toml::Table::try_from(&s)?,

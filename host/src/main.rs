@@ -70,7 +70,8 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &cli::Args) -> Result<()> {
-    let config = config::Config::load(&args.config, &args.settings)?;
+    let text = config::read_text(&args.config)?;
+    let config = config::Config::from_text(&text, &args.config, &args.settings)?;
     let fuel = config.routes.iter().any(|r| r.limits.fuel.is_some());
     let engine = Arc::new(engine::WasmEngine::new(
         &config.pool,
@@ -85,6 +86,7 @@ fn run(args: &cli::Args) -> Result<()> {
     let control = Arc::new(control::Control::start(
         config.clone(),
         args.config.clone(),
+        &text,
         args.settings.clone(),
         engine,
         metrics,
@@ -116,10 +118,14 @@ fn run(args: &cli::Args) -> Result<()> {
             tokio::spawn(server::serve_operator(ops, app.clone(), config.http));
         }
         tokio::spawn(control.clone().supervise());
-        if config.watch {
+        if config.watch || config.watch_config {
             let control = control.clone();
+            let what = watch::Watched {
+                files: config.watch,
+                config: config.watch_config,
+            };
             tokio::spawn(async move {
-                if let Err(e) = watch::run(control).await {
+                if let Err(e) = watch::run(control, what).await {
                     tracing::error!("file watching stopped: {e:#}");
                 }
             });

@@ -12,22 +12,22 @@
 //! new file into place replaces the inode, and Kubernetes volumes swap a
 //! symlink); for a route named by a pattern, every folder its matches may
 //! live in (`component_file::folders_to_watch`), re-read after each change
-//! so a build folder that appears later is watched too. Each folder is
-//! watched as named and as it resolves: a mounted ConfigMap's files resolve
-//! into a timestamped folder that the next update deletes.
+//! so a build folder that appears later is watched too.
 //!
-//! The config file's folder is watched too (as named: a mounted ConfigMap
-//! swaps its `..data` symlink there), and an event that may have changed
-//! the file asks the owner to look at it (`Control::look_at_config`), which
-//! reloads the route table when the text differs. Only events that end a
-//! change count: a file closed after writing, a name renamed or removed.
-//! A file being written (data changed, not yet closed) or just created is
-//! not read, so a writer that writes the file in pieces is never read half
-//! way; the periodic look skips a file modified in the last
-//! `control::CONFIG_QUIET`.
+//! The config file's folder is watched too, as named (a mounted ConfigMap
+//! swaps its `..data` symlink there), and an event about the file, or about
+//! `..data`, that may have ended a change asks the owner to look at the
+//! file (`Control::look_at_config`), which reloads the route table when the
+//! text differs. Only events that end a change count: the file closed after
+//! writing, renamed into place or removed, `..data` renamed over. A file
+//! being written (data changed, not yet closed) or just created is not read,
+//! and the 30 s look skips a file modified in the last 2 s. So a file
+//! renamed into place (the kubelet's way, `mv`, most editors) or written in
+//! one open is never read half way; a writer that closes and reopens the
+//! file between pieces can be (write a temporary file and rename it).
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,10 +45,10 @@ pub const DEBOUNCE: Duration = Duration::from_millis(200);
 /// How often every route's file is looked at without an event.
 pub const LOOK_EVERY: Duration = Duration::from_secs(30);
 
-/// Whether an event in the config file's folder may have ended a change of
-/// the file as a reader sees it: a file closed after writing, a name
-/// renamed (`mv`, the kubelet's `..data` swap) or removed. Not a write
-/// still under way, nor a creation (an empty file, about to be written).
+/// Whether an event may have ended a change of a file as a reader sees
+/// it: the file closed after writing, a name renamed (`mv`, the kubelet's
+/// `..data` swap) or removed. Not a write still under way, nor a creation
+/// (an empty file, about to be written).
 fn may_end_a_change(kind: &EventKind) -> bool {
     match kind {
         EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
@@ -58,42 +58,51 @@ fn may_end_a_change(kind: &EventKind) -> bool {
     }
 }
 
-/// Watches the folders holding the config file (as named, and as it
-/// resolves), telling `changed` of every event that may end a change.
+/// Watches the folder holding the config file (as named), telling
+/// `changed` of every event about the file or `..data` that may end a
+/// change.
 fn watch_config(
-    control: &Control,
+    config_path: &Path,
     changed: tokio::sync::mpsc::UnboundedSender<()>,
 ) -> notify::Result<notify::RecommendedWatcher> {
+    let name = config_path.file_name().map(|n| n.to_os_string());
+    let about_the_file = move |path: &PathBuf| {
+        let file = path.file_name();
+        file.is_some() && (file == name.as_deref() || file == Some("..data".as_ref()))
+    };
     let mut watcher =
         notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
-            Ok(event) if may_end_a_change(&event.kind) => {
+            Ok(event)
+                if may_end_a_change(&event.kind) && event.paths.iter().any(&about_the_file) =>
+            {
                 let _ = changed.send(());
             }
             Ok(_) => {}
             Err(e) => tracing::warn!("config file watching: {e}"),
         })?;
-    let path = control.config_path();
-    let named = match path.parent() {
+    let folder = match config_path.parent() {
         Some(folder) if !folder.as_os_str().is_empty() => folder.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let resolved = path
-        .canonicalize()
-        .ok()
-        .and_then(|p| p.parent().map(PathBuf::from));
-    let folders: BTreeSet<PathBuf> = std::iter::once(named).chain(resolved).collect();
-    for folder in folders {
-        watcher.watch(&folder, RecursiveMode::NonRecursive)?;
-        tracing::info!(
-            "watching {} for changes of the config file",
-            folder.display()
-        );
-    }
+    watcher.watch(&folder, RecursiveMode::NonRecursive)?;
+    tracing::info!(
+        "watching {} for changes of the config file",
+        folder.display()
+    );
     Ok(watcher)
 }
 
+/// What to watch.
+#[derive(Debug, Clone, Copy)]
+pub struct Watched {
+    /// The routes' component files (`watch`).
+    pub files: bool,
+    /// The config file (`watch_config`).
+    pub config: bool,
+}
+
 /// Watches until the process ends.
-pub async fn run(control: Arc<Control>) -> Result<()> {
+pub async fn run(control: Arc<Control>, what: Watched) -> Result<()> {
     let (events, mut changed) = tokio::sync::mpsc::unbounded_channel();
     let mut debouncer = new_debouncer(DEBOUNCE, move |result: DebounceEventResult| {
         if let Err(e) = &result {
@@ -102,23 +111,27 @@ pub async fn run(control: Arc<Control>) -> Result<()> {
         let _ = events.send(());
     })?;
     let (config_events, mut config_changed) = tokio::sync::mpsc::unbounded_channel();
-    let _config_watcher = match watch_config(&control, config_events) {
-        Ok(watcher) => Some(watcher),
-        Err(e) => {
-            tracing::warn!(
-                "cannot watch the config file {}: {e}; `POST /reload` and the periodic look \
-                 still read it",
-                control.config_path().display()
-            );
-            None
+    let _config_watcher = if what.config {
+        match watch_config(control.config_path(), config_events) {
+            Ok(watcher) => Some(watcher),
+            Err(e) => {
+                tracing::warn!(
+                    "cannot watch the config file {}: {e}; `POST /reload` and the periodic look \
+                     still read it",
+                    control.config_path().display()
+                );
+                None
+            }
         }
+    } else {
+        None
     };
     let mut generations = control.generations();
     let mut watched = BTreeSet::new();
     let mut periodic =
         tokio::time::interval_at(tokio::time::Instant::now() + LOOK_EVERY, LOOK_EVERY);
     let mut look = Some(Look::Periodic); // the first look, once watching
-    let mut look_at_config = true;
+    let mut config_only = false;
     loop {
         let folders: BTreeSet<PathBuf> = control
             .app()
@@ -126,12 +139,8 @@ pub async fn run(control: Arc<Control>) -> Result<()> {
             .endpoints()
             .iter()
             .flat_map(|e| component_file::folders_to_watch(&e.source))
-            .filter(|folder| folder.is_dir())
-            .flat_map(|folder| {
-                let resolved = folder.canonicalize().ok();
-                [Some(folder), resolved]
-            })
-            .flatten()
+            .filter_map(|folder| folder.canonicalize().ok())
+            .filter(|_| what.files)
             .collect();
         for folder in watched.difference(&folders) {
             let _ = debouncer.watcher().unwatch(folder);
@@ -148,24 +157,38 @@ pub async fn run(control: Arc<Control>) -> Result<()> {
             }
         }
         watched = folders;
-        if let Some(look) = look.take() {
-            // The config first: a new table may re-point routes, whose files
-            // are then looked at as the new table names them.
-            if look_at_config {
-                control.look_at_config(look).await;
+        match look.take() {
+            // A config event: the owner reloads, and then looks at the
+            // files of the routes it kept, by itself.
+            Some(look) if config_only => control.look_at_config(look).await,
+            Some(look) => {
+                // The config first: a new table may re-point routes, whose
+                // files are then looked at as the new table names them.
+                // (Only periodically: a component's event says nothing of
+                // the config file, which may be half written right now.)
+                if what.config && matches!(look, Look::Periodic) {
+                    control.look_at_config(look).await;
+                }
+                if what.files {
+                    control.look_at_files(look).await;
+                }
             }
-            control.look_at_files(look).await;
+            None => {}
         }
-        look_at_config = false;
         tokio::select! {
-            Some(()) = changed.recv() => look = Some(Look::Event),
-            Some(()) = config_changed.recv() => {
+            Some(()) = changed.recv() => {
                 look = Some(Look::Event);
-                look_at_config = true;
+                config_only = false;
+            }
+            Some(()) = config_changed.recv() => {
+                // One update brings several events: one look for them all.
+                while config_changed.try_recv().is_ok() {}
+                look = Some(Look::Event);
+                config_only = true;
             }
             _ = periodic.tick() => {
                 look = Some(Look::Periodic);
-                look_at_config = true;
+                config_only = false;
             }
             Ok(()) = generations.changed() => {}
             else => return Ok(()),

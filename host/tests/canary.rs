@@ -337,7 +337,12 @@ async fn a_restart_during_a_rollout_serves_the_stable_version() {
         one.display(),
         two.display()
     );
-    let args = ["--cache-dir", cache.path().to_str().unwrap()];
+    // POST /reload is what is tested: the config file is not watched.
+    let args = [
+        "--cache-dir",
+        cache.path().to_str().unwrap(),
+        "--no-watch-config",
+    ];
     let host = Host::start(&config, &args);
     until_watching(&host, folder.path()).await;
 

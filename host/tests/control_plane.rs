@@ -15,9 +15,12 @@ fn cache_args(cache: &Path) -> [String; 2] {
     ["--cache-dir".into(), cache.display().to_string()]
 }
 
+/// A host on `config` with its compile cache in `cache`. These tests drive
+/// `POST /reload` themselves and check its answer: the config file is not
+/// watched (a watched file would be reloaded first).
 fn start(config: &str, cache: &Path) -> Host {
     let [flag, dir] = cache_args(cache);
-    Host::start(config, &[&flag, &dir])
+    Host::start(config, &[&flag, &dir, "--no-watch-config"])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -274,7 +277,7 @@ async fn a_swap_during_a_slow_reload_is_applied_after_it_not_lost() {
 
 #[tokio::test]
 async fn a_reload_that_changes_a_fixed_setting_is_refused_naming_it() {
-    let host = Host::demo();
+    let host = Host::start(&config_text("", &demo_routes()), &["--no-watch-config"]);
     let routes = config_text("", &demo_routes());
     for (extra, named) in [
         ("[http]\nmax_body_bytes = 5\n", "http"),
@@ -434,7 +437,7 @@ async fn a_reload_removing_a_route_mid_rollout_leaves_only_its_change_counters()
         )
     };
     let both = route("/a", "ep_one") + &route("/b", "ep_two");
-    let host = Host::start(&both, &[]);
+    let host = Host::start(&both, &["--no-watch-config"]);
     let canary = std::fs::read(component("ep_three")).unwrap();
     let (status, answer) = admin(&host, "PUT", "/routes/a/component?canary=50", canary, None).await;
     assert_eq!(status, 200, "{answer}");

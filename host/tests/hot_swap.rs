@@ -258,7 +258,7 @@ async fn a_file_named_through_the_admin_api_is_swapped_in() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_route_table_reloads_with_routes_added_and_removed() {
-    let host = Host::demo();
+    let host = Host::start(&config_text("", &demo_routes()), &["--no-watch-config"]);
     let mut routes = demo_routes();
     routes.retain(|(path, _)| *path != "/error");
     routes.push(("/extra", component("ep_three")));

@@ -64,7 +64,12 @@ fn routed_folder() -> (tempfile::TempDir, PathBuf, PathBuf, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolled_back_version_never_serves_again() {
     let cache = tempfile::tempdir().unwrap();
-    let args = ["--cache-dir", cache.path().to_str().unwrap()];
+    // POST /reload is what is tested: the config file is not watched.
+    let args = [
+        "--cache-dir",
+        cache.path().to_str().unwrap(),
+        "--no-watch-config",
+    ];
     let (folder, one, two, config) = routed_folder();
     let mut host = Host::start(&config, &args);
     until_watching(&host, folder.path()).await;
@@ -218,7 +223,7 @@ async fn a_reload_re_pointing_a_route_wins_over_a_waiting_file_event() {
             other.display()
         )
     };
-    let host = Host::start(&config(&one, ""), &[]);
+    let host = Host::start(&config(&one, ""), &["--no-watch-config"]);
     until_watching(&host, old.path()).await;
 
     // The reload points /ep_one at a new file, and adds routes whose
@@ -275,7 +280,7 @@ async fn a_slow_reload_does_not_keep_failing_candidates_serving() {
             component(stem).display()
         );
     }
-    let host = Host::start(&config, &[]);
+    let host = Host::start(&config, &["--no-watch-config"]);
     let bad = std::fs::read(component("ep_error")).unwrap();
     for path in routes {
         let url = format!("/routes{path}/component?canary=50");

@@ -104,6 +104,9 @@ struct Owned {
     /// reload, or by a look at the file), applied or refused: a look
     /// reloads only when the text differs.
     config_seen: String,
+    /// Whether that text was refused: periodic looks try it again quietly
+    /// (a component it names may arrive later).
+    config_refused: bool,
     /// Per route path.
     routes: HashMap<String, RouteState>,
 }

@@ -47,20 +47,21 @@ impl Control {
     /// Looks at the config file (the watcher's call, on an event in its
     /// folder or periodically): when its text differs from the text last
     /// read, the route table is reloaded from it, as `POST /reload` does. A
-    /// file that cannot be read, parsed or served is refused once (logged,
-    /// counted as a `config` change `rejected`) and the last good table
-    /// serves on; the same text is not tried again.
+    /// text that cannot be served is refused once (logged, counted as a
+    /// `config` change `rejected`) and the last good table serves on;
+    /// periodic looks try it again quietly (a component it names may
+    /// arrive later), counting only its success.
     pub async fn look_at_config(&self, look: Look) {
         if matches!(look, Look::Periodic) && recently_modified(&self.config_path) {
             // Maybe being written right now: the next look, or the event
-            // when its writer closes it, reads it.
+            // when its writer is done, reads it.
             return;
         }
         let mut owned = self.owned.lock().await;
         let text = match crate::config::read_text(&self.config_path) {
             Ok(text) => text,
             Err(e) => {
-                // Seen once per state of the file, like a text.
+                // Said once per state of the file, like a text.
                 let seen = format!("unreadable: {e:#}");
                 if owned.config_seen != seen {
                     tracing::warn!("config file: {e:#}; the route table serves on as it is");
@@ -69,14 +70,21 @@ impl Control {
                 return;
             }
         };
-        if owned.config_seen == crate::cache::digest(text.as_bytes()) {
+        let digest = crate::cache::digest(text.as_bytes());
+        let retry = owned.config_seen == digest;
+        if retry && !(owned.config_refused && matches!(look, Look::Periodic)) {
             return;
         }
-        tracing::info!(
-            "config file {} changed ({look:?}): reloading the route table",
-            self.config_path.display()
-        );
+        if !retry {
+            tracing::info!(
+                "config file {} changed ({look:?}): reloading the route table",
+                self.config_path.display()
+            );
+        }
         let result = self.reload_text(&mut owned, &text).await;
+        if retry && result.is_err() {
+            return;
+        }
         self.app.metrics().observe_change("config", result.is_ok());
         match result {
             Ok(report) => tracing::info!(
@@ -86,7 +94,10 @@ impl Control {
                 changed = ?report.changed,
                 "config file applied"
             ),
-            Err(e) => tracing::warn!("config file refused, nothing changed: {e}"),
+            Err(e) => tracing::warn!(
+                "config file refused, nothing changed (tried again quietly at each periodic \
+                 look): {e}"
+            ),
         }
     }
 
@@ -100,6 +111,12 @@ impl Control {
     /// remembered as the text last read whether it is served or refused.
     async fn reload_text(&self, owned: &mut Owned, text: &str) -> Result<Reloaded, SwapError> {
         owned.config_seen = crate::cache::digest(text.as_bytes());
+        let result = self.reload_parsed(owned, text).await;
+        owned.config_refused = result.is_err();
+        result
+    }
+
+    async fn reload_parsed(&self, owned: &mut Owned, text: &str) -> Result<Reloaded, SwapError> {
         let rejected = |e: wasmtime::Error| SwapError::Rejected(format!("{e:#}"));
         let config =
             Config::from_text(text, &self.config_path, &self.overrides).map_err(rejected)?;

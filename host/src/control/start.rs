@@ -28,6 +28,7 @@ impl Control {
     pub fn start(
         config: Config,
         config_path: PathBuf,
+        config_text: &str,
         overrides: Settings,
         engine: Arc<WasmEngine>,
         metrics: Arc<Metrics>,
@@ -118,11 +119,9 @@ impl Control {
             metrics,
             engine.meters_fuel(),
         ));
-        // Read again (not the text `main` parsed): if the file changed in
-        // between, the watcher's first look reloads it.
-        let config_seen = crate::config::read_text(&config_path)
-            .map(|text| crate::cache::digest(text.as_bytes()))
-            .unwrap_or_default();
+        // The text `config` came from: if the file has changed since, the
+        // watcher's first look reloads it.
+        let config_seen = crate::cache::digest(config_text.as_bytes());
         let control = Self {
             app,
             engine,
@@ -132,6 +131,7 @@ impl Control {
             owned: Mutex::new(Owned {
                 generation: 0,
                 config_seen,
+                config_refused: false,
                 routes,
             }),
             generation: watch::Sender::new(0),

@@ -77,9 +77,11 @@ impl Control {
             self.hold_back(owned, &endpoint.path, serving);
         }
         let digest = stays.component.digest.clone();
+        // Counted before the change shows: whoever sees the rollout gone
+        // (GET /routes) finds its decision counted.
+        self.count_decision(&endpoint.path, &candidate.id, verdict);
         self.serve(endpoint, Serving::stable(stays));
         let generation = self.applied(owned);
-        self.count_decision(&endpoint.path, &candidate.id, verdict);
         Decided {
             path: endpoint.path.to_string(),
             decision: verdict.decision,
