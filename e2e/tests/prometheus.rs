@@ -426,6 +426,18 @@ async fn every_panel_query_returns_what_the_demo_implies() {
                     assert_eq!(of(&shares, path, version), 0.0, "{title} {path}");
                 }
             }
+            "Pods on the declared version" => {
+                for (path, value) in by_label(&series, "path", &all_paths, title) {
+                    // One pod. /ep_one: a canary under way; /ep_three: an
+                    // upload promoted, not the file the config names; the
+                    // others serve their file (/ep_two's bad canary is gone).
+                    let want = match (ref_id, path.as_str()) {
+                        ("A", "/ep_one" | "/ep_three") => 0.0,
+                        _ => 1.0,
+                    };
+                    assert_eq!(value, want, "{title} {ref_id} {path}");
+                }
+            }
             other => panic!("panel {other:?} has no end-to-end check: add one"),
         }
     }

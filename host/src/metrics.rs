@@ -73,6 +73,15 @@ impl VersionMeters {
     }
 }
 
+/// A route against its declaration, as published.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteState {
+    /// Versions held back on the route.
+    pub held_back: usize,
+    /// Whether it serves, whole, the version its declaration names.
+    pub on_declared: bool,
+}
+
 /// The `class` label values, indexed like `VersionMeters::by_class`.
 const STATUS_CLASSES: [&str; 4] = ["2xx", "3xx", "4xx", "5xx"];
 
@@ -156,6 +165,8 @@ pub struct Metrics {
     changes: CounterVec,
     /// Per route: versions held back there (rolled back; `control/`).
     held_back: IntGaugeVec,
+    /// Per route: 1 when it serves exactly what its declaration names.
+    on_declared: IntGaugeVec,
     /// Per route: CPU time in guests, peak memory per instance, instances
     /// alive, time inside the guest (see `usage.rs` for what each includes).
     guest_cpu: CounterVec,
@@ -254,6 +265,16 @@ impl Metrics {
             name("routes_generation"),
             "Changes made to what is served since start (swaps and reloads applied).",
         ))?;
+        let on_declared = IntGaugeVec::new(
+            Opts::new(
+                name("route_on_declared_version"),
+                "1 when the route serves, whole, the version its declaration names (the \
+                 component file the config names, as last read); 0 during a rollout, when \
+                 that version is held back or failed to load, or when an operator's upload \
+                 serves instead. Summed over pods: the pods on the declared version.",
+            ),
+            &["path"],
+        )?;
         let held_back = IntGaugeVec::new(
             Opts::new(
                 name("held_back_versions"),
@@ -360,6 +381,7 @@ impl Metrics {
         registry.register(Box::new(generation.clone()))?;
         registry.register(Box::new(changes.clone()))?;
         registry.register(Box::new(held_back.clone()))?;
+        registry.register(Box::new(on_declared.clone()))?;
         registry.register(Box::new(version_requests.clone()))?;
         registry.register(Box::new(version_duration.clone()))?;
         registry.register(Box::new(version_share.clone()))?;
@@ -384,6 +406,7 @@ impl Metrics {
             generation,
             changes,
             held_back,
+            on_declared,
             guest_cpu,
             guest_memory,
             guest_instances,
@@ -619,11 +642,22 @@ impl Metrics {
 
     /// Publishes how many versions are held back on `path` (`None`: the
     /// route is gone).
-    pub fn set_held_back(&self, path: &str, count: Option<usize>) {
-        match count {
-            Some(n) => self.held_back.with_label_values(&[path]).set(n as i64),
+    /// Publishes a route's state against its declaration: the versions
+    /// held back there, and whether it serves the declared version; `None`
+    /// for a removed route.
+    pub fn set_route_state(&self, path: &str, state: Option<RouteState>) {
+        match state {
+            Some(state) => {
+                self.held_back
+                    .with_label_values(&[path])
+                    .set(state.held_back as i64);
+                self.on_declared
+                    .with_label_values(&[path])
+                    .set(i64::from(state.on_declared));
+            }
             None => {
                 let _ = self.held_back.remove_label_values(&[path]);
+                let _ = self.on_declared.remove_label_values(&[path]);
             }
         }
     }

@@ -141,6 +141,15 @@ async fn a_configmap_update_reaches_every_host_without_a_failed_request() {
             ),
             1.0
         );
+        // Converged: every route on its declared version.
+        for path in ["/ep_one", "/error"] {
+            let on = value(
+                &scrape,
+                "webapp_route_on_declared_version",
+                &[("path", path)],
+            );
+            assert_eq!(on, 1.0, "{path}");
+        }
     }
     // A figure for BENCHMARKS.md, not a check.
     eprintln!("first answer from the new table, per pod, after the switch: {converged:?}");
@@ -241,6 +250,15 @@ async fn a_bad_config_is_refused_once_and_the_last_good_table_serves() {
             get(&client, &host.url("/ep_one")).await,
             (StatusCode::OK, "1".into())
         );
+        // The pod is not on what the folder declares, and says so.
+        let on = value(
+            &scrape(&host).await,
+            "webapp_route_on_declared_version",
+            &[("path", "/ep_one")],
+        );
+        assert_eq!(on, 0.0);
+        let (served, _) = served_route(&host, "/ep_one").await;
+        assert_eq!(served["on_declared_version"], false, "{served}");
     }
     volume.update(&[("webapp.toml", &table("ep_two"))]);
     eventually(
@@ -250,6 +268,12 @@ async fn a_bad_config_is_refused_once_and_the_last_good_table_serves() {
     )
     .await;
     assert_eq!(changes("ok").await, 1.0);
+    let on = value(
+        &scrape(&host).await,
+        "webapp_route_on_declared_version",
+        &[("path", "/ep_one")],
+    );
+    assert_eq!(on, 1.0);
     assert_eq!(
         changes("rejected").await,
         3.0,

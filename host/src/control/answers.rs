@@ -113,6 +113,9 @@ pub struct Reloaded {
 pub struct Served {
     /// Grows by one with every change to what is served.
     pub generation: u64,
+    /// The config file's current text was refused (the last good table
+    /// serves): no route is on the version it declares.
+    pub config_refused: bool,
     pub routes: Vec<RouteInfo>,
 }
 
@@ -133,6 +136,9 @@ pub struct RouteInfo {
     pub admin_version: bool,
     /// The digest the route's file held when last looked at.
     pub file_digest: Option<String>,
+    /// Serving, whole, the version the declaration names (`file_digest`,
+    /// no rollout): `webapp_route_on_declared_version`.
+    pub on_declared_version: bool,
     /// Versions held back on this route: never served again from a file,
     /// a reload or a restart until the route's component changes or an
     /// operator names one through the admin API.
@@ -212,7 +218,12 @@ pub(super) fn held_on(held: &[Held], path: &str, state: &RouteState) -> Vec<Held
 }
 
 /// One route as `GET /routes` shows it.
-pub(super) fn route_info(e: &Endpoint, state: &RouteState, held_back: Vec<HeldInfo>) -> RouteInfo {
+pub(super) fn route_info(
+    e: &Endpoint,
+    state: &RouteState,
+    held_back: Vec<HeldInfo>,
+    config_refused: bool,
+) -> RouteInfo {
     let serving = e.serving();
     let c = &serving.stable.component;
     let rollout = serving.candidate.as_ref().map(|(candidate, rollout)| {
@@ -241,6 +252,7 @@ pub(super) fn route_info(e: &Endpoint, state: &RouteState, held_back: Vec<HeldIn
         digest: c.digest.clone(),
         version: serving.stable.id.clone(),
         admin_version: state.file_seen.as_deref() != Some(c.digest.as_str()),
+        on_declared_version: super::on_declared(state, &serving, config_refused),
         file_digest: state.file_seen.clone(),
         held_back,
         loaded_at: unix_seconds(c.loaded_at),

@@ -93,7 +93,7 @@ pub struct Control {
     pending: std::sync::Mutex<Vec<(Arc<Rollout>, Verdict)>>,
     /// A copy of the owner's knowledge for `GET /routes`, made at the end
     /// of every change: the answer never waits for a change to finish.
-    shown: std::sync::Mutex<(u64, HashMap<String, RouteState>)>,
+    shown: std::sync::Mutex<Shown>,
 }
 
 /// The owner's own knowledge, under its lock.
@@ -109,6 +109,24 @@ struct Owned {
     config_refused: bool,
     /// Per route path.
     routes: HashMap<String, RouteState>,
+}
+
+/// Whether `serving` is, whole, the version the route's declaration names:
+/// the config file's text was applied (not `config_refused`), and the
+/// route serves the digest its file offered last, with no rollout under way.
+fn on_declared(state: &RouteState, serving: &Serving, config_refused: bool) -> bool {
+    !config_refused
+        && serving.candidate.is_none()
+        && state.file_seen.as_deref() == Some(serving.stable.component.digest.as_str())
+}
+
+/// A copy of the owner's knowledge for `GET /routes`.
+#[derive(Debug, Clone, Default)]
+struct Shown {
+    generation: u64,
+    routes: HashMap<String, RouteState>,
+    /// The config file's current text was refused.
+    config_refused: bool,
 }
 
 /// Who asked for a look at the files: the bounded `source` label.
@@ -145,14 +163,28 @@ impl Control {
         owned.generation
     }
 
-    /// Copies the owner's knowledge for `GET /routes`, and publishes the
-    /// held-back versions per route.
+    /// Copies the owner's knowledge for `GET /routes`, and publishes per
+    /// route the versions held back and whether it serves its declared
+    /// version.
     fn show(&self, owned: &Owned) {
-        *self.shown.lock().expect("shown lock") = (owned.generation, owned.routes.clone());
+        *self.shown.lock().expect("shown lock") = Shown {
+            generation: owned.generation,
+            routes: owned.routes.clone(),
+            config_refused: owned.config_refused,
+        };
         let held = self.store.held_back();
-        for (path, state) in &owned.routes {
-            let count = held_on(&held, path, state).len();
-            self.app.metrics().set_held_back(path, Some(count));
+        let routes = self.app.routes();
+        for endpoint in routes.endpoints() {
+            let Some(state) = owned.routes.get(endpoint.path.as_ref()) else {
+                continue;
+            };
+            let published = crate::metrics::RouteState {
+                held_back: held_on(&held, &endpoint.path, state).len(),
+                on_declared: on_declared(state, &endpoint.serving(), owned.config_refused),
+            };
+            self.app
+                .metrics()
+                .set_route_state(&endpoint.path, Some(published));
         }
     }
 
@@ -211,7 +243,11 @@ impl Control {
 
     /// `GET /routes`: what serves now, and what is held back.
     pub fn served(&self) -> Served {
-        let (generation, states) = self.shown.lock().expect("shown lock").clone();
+        let Shown {
+            generation,
+            routes: states,
+            config_refused,
+        } = self.shown.lock().expect("shown lock").clone();
         let held = self.store.held_back();
         let routes = self
             .app
@@ -221,10 +257,14 @@ impl Control {
             .map(|e| {
                 let state = states.get(e.path.as_ref()).cloned().unwrap_or_default();
                 let held_back = held_on(&held, &e.path, &state);
-                route_info(e, &state, held_back)
+                route_info(e, &state, held_back, config_refused)
             })
             .collect();
-        Served { generation, routes }
+        Served {
+            generation,
+            config_refused,
+            routes,
+        }
     }
 
     /// The endpoint of route `path`, or the error naming it.

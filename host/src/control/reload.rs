@@ -113,6 +113,8 @@ impl Control {
         owned.config_seen = crate::cache::digest(text.as_bytes());
         let result = self.reload_parsed(owned, text).await;
         owned.config_refused = result.is_err();
+        // Whether the routes are on their declared versions depends on it.
+        self.show(owned);
         result
     }
 
@@ -261,7 +263,7 @@ impl Control {
                 self.supersede(owned, &old.path, &serving);
                 publish(metrics, &old.path, Some(&serving), None);
                 metrics.route_removed(&old.path);
-                metrics.set_held_back(&old.path, None);
+                metrics.set_route_state(&old.path, None);
             }
         }
         self.app.replace_routes(RouteSet::new(endpoints));
