@@ -285,3 +285,74 @@ async fn a_bad_config_is_refused_once_and_the_last_good_table_serves() {
         "the refusal names the fixed setting\n{log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configmap_canary_that_fails_is_rolled_back_and_held_back_on_every_host() {
+    // `/ep_one` rolls out new declarations as a 50 % canary.
+    let declare = |stem: &str| {
+        format!(
+            "[[route]]\npath = \"/ep_one\"\ncomponent = \"{}\"\n[route.rollout]\ncanary = 50\n",
+            component(stem).display()
+        )
+        .into_bytes()
+    };
+    let volume = ConfigMapVolume::new(&[("webapp.toml", &declare("ep_one"))]);
+    let config = volume.path("webapp.toml");
+    let pods = [host_on(&config), host_on(&config)];
+    for pod in &pods {
+        until_watching(pod, volume.dir.path()).await;
+    }
+    // The ConfigMap now declares a failing component.
+    volume.update(&[("webapp.toml", &declare("ep_error"))]);
+    let client = client();
+    for pod in &pods {
+        eventually(
+            Duration::from_secs(30),
+            WithLog("the failing canary was rolled back on this pod", pod),
+            || async {
+                for _ in 0..10 {
+                    get(&client, &pod.url("/ep_one")).await;
+                }
+                rollout_decisions(&scrape(pod).await, "/ep_one", "rollback", "errors") == 1.0
+            },
+        )
+        .await;
+        // Held back: only the stable version serves, and the pod says it
+        // is not on the declared version.
+        for _ in 0..20 {
+            assert_eq!(
+                get(&client, &pod.url("/ep_one")).await,
+                (StatusCode::OK, "1".into())
+            );
+        }
+        let scrape = scrape(pod).await;
+        let on = value(
+            &scrape,
+            "webapp_route_on_declared_version",
+            &[("path", "/ep_one")],
+        );
+        assert_eq!(on, 0.0);
+        assert_eq!(
+            value(&scrape, "webapp_held_back_versions", &[("path", "/ep_one")]),
+            1.0
+        );
+    }
+    // A new declaration releases the hold: it rolls out again (and, being
+    // the stable version's own component, ends on it at once).
+    volume.update(&[("webapp.toml", &declare("ep_one"))]);
+    for pod in &pods {
+        eventually(
+            Duration::from_secs(10),
+            WithLog("back on the declared version", pod),
+            || async {
+                let scrape = scrape(pod).await;
+                value(
+                    &scrape,
+                    "webapp_route_on_declared_version",
+                    &[("path", "/ep_one")],
+                ) == 1.0
+            },
+        )
+        .await;
+    }
+}

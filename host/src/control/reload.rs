@@ -141,17 +141,24 @@ impl Control {
         let mut plans = Vec::with_capacity(config.routes.len());
         for route in &config.routes {
             let entry = entry_key(&route.component);
-            // The route as it serves now, if its entry (component and
-            // limits) is unchanged: then what the owner knows of it stays.
+            // The route as it serves now, if its limits are unchanged: what
+            // serves is what the new declaration's version is offered
+            // against, so a new component rolls out as the route's
+            // `[route.rollout]` says (a canary, or whole). What the owner
+            // knows of the route stays if its component is the same too; a
+            // new component is a new declaration (holds on the old one no
+            // longer apply).
             let before = current
                 .endpoint(&route.path)
-                .filter(|e| e.source == route.component && e.limits == route.limits);
-            let mut state = match before {
-                Some(_) => owned.routes.get(&route.path).cloned().unwrap_or_default(),
-                None => RouteState {
+                .filter(|e| e.limits == route.limits);
+            let same_component = before.is_some_and(|e| e.source == route.component);
+            let mut state = if same_component {
+                owned.routes.get(&route.path).cloned().unwrap_or_default()
+            } else {
+                RouteState {
                     entry,
                     ..RouteState::default()
-                },
+                }
             };
             let source = route.component.clone();
             let offer =
@@ -194,11 +201,12 @@ impl Control {
             let endpoint = match (before, plan) {
                 (Some(kept), plan) => {
                     let serving = kept.serving();
-                    let endpoint = if kept.rollout == route.rollout {
-                        kept
-                    } else {
-                        Arc::new(new_endpoint(route, serving.clone()))
-                    };
+                    let endpoint =
+                        if kept.rollout == route.rollout && kept.source == route.component {
+                            kept
+                        } else {
+                            Arc::new(new_endpoint(route, serving.clone()))
+                        };
                     match plan {
                         Plan::Keep if serving.candidate.is_some() => report.kept_rollout.push(path),
                         Plan::Keep
