@@ -355,4 +355,29 @@ async fn a_configmap_canary_that_fails_is_rolled_back_and_held_back_on_every_hos
         )
         .await;
     }
+    // An operator's canary under way when the declaration goes back to the
+    // held-back component: that rollout ends (it must not go on under a
+    // declaration it is not), and the held-back version does not serve.
+    let pod = &pods[0];
+    let other = variant(&component("ep_one"), &nonce("operator"));
+    let url = "/routes/ep_one/component?canary=50";
+    let (status, answer) = admin(pod, "PUT", url, other, None).await;
+    assert_eq!(status, 200, "{answer}");
+    volume.update(&[("webapp.toml", &declare("ep_error"))]);
+    eventually(
+        Duration::from_secs(10),
+        WithLog("the operator's rollout ended", pod),
+        || async { served_route(pod, "/ep_one").await.0["rollout"].is_null() },
+    )
+    .await;
+    assert_eq!(
+        rollout_decisions(&scrape(pod).await, "/ep_one", "rollback", "superseded"),
+        1.0
+    );
+    for _ in 0..20 {
+        assert_eq!(
+            get(&client, &pod.url("/ep_one")).await,
+            (StatusCode::OK, "1".into())
+        );
+    }
 }

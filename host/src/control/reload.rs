@@ -168,7 +168,8 @@ impl Control {
                     .map_err(rejected)?;
             let serving = before.map(|e| e.serving());
             let plan = match offer {
-                None if serving.is_some() => Plan::Keep,
+                // The same declaration's file, mid-conversion: it stays.
+                None if same_component => Plan::Keep,
                 None => {
                     return Err(rejected(route_error(
                         route,
@@ -184,8 +185,25 @@ impl Control {
                         route.rollout.canary,
                         &offer.digest,
                     );
-                    self.plan(route, serving.as_deref(), action, instead, offer)
-                        .await?
+                    let digest = offer.digest.clone();
+                    let plan = self
+                        .plan(route, serving.as_deref(), action, instead, offer)
+                        .await?;
+                    match (plan, serving.as_deref()) {
+                        // A new declaration whose version does not serve
+                        // (held back there): a rollout of the old one's
+                        // candidate ends, not to go on under the new one.
+                        (Plan::Keep, Some(now))
+                            if !same_component
+                                && now
+                                    .candidate
+                                    .as_ref()
+                                    .is_some_and(|(c, _)| c.component.digest != digest) =>
+                        {
+                            Plan::Serve(Serving::stable(now.stable.clone()))
+                        }
+                        (plan, _) => plan,
+                    }
                 }
             };
             plans.push((route, before.cloned(), state, plan));
@@ -243,17 +261,10 @@ impl Control {
                             metrics.route_added(&route.path);
                             report.added.push(path);
                         }
+                        // Its limits changed (else it was kept above).
                         Some(old) => {
                             self.supersede(owned, &route.path, old);
-                            let same = old.candidate.is_none()
-                                && old.stable.component.digest == next.stable.component.digest
-                                && current.endpoint(&route.path).map(|e| e.limits)
-                                    == Some(route.limits);
-                            if same {
-                                report.unchanged.push(path)
-                            } else {
-                                report.changed.push(path)
-                            }
+                            report.changed.push(path)
                         }
                     }
                     publish(metrics, &route.path, old.as_deref(), Some(&next));
