@@ -381,3 +381,66 @@ async fn a_configmap_canary_that_fails_is_rolled_back_and_held_back_on_every_hos
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_held_under_two_declarations_stays_held_under_each() {
+    // Two declarations naming the same failing bytes (two files), each
+    // rolled out as a canary and rolled back: going back to the first must
+    // not serve them again.
+    let copies = tempfile::tempdir().unwrap();
+    let (first, second) = (copies.path().join("a.wasm"), copies.path().join("b.wasm"));
+    std::fs::copy(component("ep_error"), &first).unwrap();
+    std::fs::copy(component("ep_error"), &second).unwrap();
+    let declare = |file: &Path| {
+        format!(
+            "[[route]]\npath = \"/ep_one\"\ncomponent = \"{}\"\n[route.rollout]\ncanary = 50\n",
+            file.display()
+        )
+        .into_bytes()
+    };
+    let volume = ConfigMapVolume::new(&[("webapp.toml", &declare(&component("ep_one")))]);
+    let pod = host_on(&volume.path("webapp.toml"));
+    until_watching(&pod, volume.dir.path()).await;
+    let client = client();
+    let rolled_back = |n: f64| {
+        let (pod, client) = (&pod, &client);
+        async move {
+            eventually(
+                Duration::from_secs(30),
+                WithLog("the failing canary rolled back", pod),
+                || async {
+                    for _ in 0..10 {
+                        get(client, &pod.url("/ep_one")).await;
+                    }
+                    rollout_decisions(&scrape(pod).await, "/ep_one", "rollback", "errors") == n
+                },
+            )
+            .await;
+        }
+    };
+    volume.update(&[("webapp.toml", &declare(&first))]);
+    rolled_back(1.0).await;
+    volume.update(&[("webapp.toml", &declare(&second))]);
+    rolled_back(2.0).await;
+    volume.update(&[("webapp.toml", &declare(&first))]);
+    eventually(
+        Duration::from_secs(10),
+        WithLog("the first declaration is read again", &pod),
+        || async {
+            value(
+                &scrape(&pod).await,
+                "webapp_route_changes_total",
+                &[("source", "config"), ("result", "ok")],
+            ) == 3.0
+        },
+    )
+    .await;
+    for _ in 0..20 {
+        assert_eq!(
+            get(&client, &pod.url("/ep_one")).await,
+            (StatusCode::OK, "1".into())
+        );
+    }
+    let (served, _) = served_route(&pod, "/ep_one").await;
+    assert!(served["rollout"].is_null(), "{served}");
+}

@@ -149,7 +149,7 @@ impl Store {
                 && is_digest(&h.instead)
                 && !held
                     .iter()
-                    .any(|m| m.route == h.route && m.digest == h.digest)
+                    .any(|m| m.route == h.route && m.entry == h.entry && m.digest == h.digest)
             {
                 held.push(h);
             }
@@ -195,11 +195,14 @@ impl Store {
     }
 
     /// Holds `held` back (replacing an older record of the same version on
-    /// the same route).
+    /// the same route under the same declaration: a hold under another
+    /// component stays, for when the route goes back to it).
     pub fn hold(&self, held: Held) {
         self.change_held(
             |list| {
-                list.retain(|h| !(h.route == held.route && h.digest == held.digest));
+                list.retain(|h| {
+                    !(h.route == held.route && h.entry == held.entry && h.digest == held.digest)
+                });
                 list.push(held.clone());
                 let on_route = list.iter().filter(|h| h.route == held.route).count();
                 let mut extra = on_route.saturating_sub(MAX_HELD_PER_ROUTE);
