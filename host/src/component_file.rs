@@ -117,6 +117,13 @@ pub fn is_core_module(bytes: &[u8]) -> bool {
 /// Reads a component file: a regular file of at most `max` bytes, checked
 /// before reading (type, size) and while reading (a file growing meanwhile).
 pub fn read(path: &Path, max: u64) -> Result<Vec<u8>, String> {
+    read_bounded(path, max, "a component")
+}
+
+/// Reads `what` from `path` (the config file too): a regular file of at
+/// most `max` bytes, checked as [`read`] says. Never waits on a FIFO or
+/// reads an endless file.
+pub fn read_bounded(path: &Path, max: u64, what: &str) -> Result<Vec<u8>, String> {
     let shown = path.display();
     // Checked before opening: opening a FIFO would wait for a writer.
     let meta = std::fs::metadata(path).map_err(|e| format!("cannot read `{shown}`: {e}"))?;
@@ -137,7 +144,7 @@ pub fn read(path: &Path, max: u64) -> Result<Vec<u8>, String> {
     }
     if meta.len() > max {
         return Err(format!(
-            "`{shown}` is {} bytes, larger than the {max}-byte limit for a component",
+            "`{shown}` is {} bytes, larger than the {max}-byte limit for {what}",
             meta.len()
         ));
     }
@@ -147,7 +154,7 @@ pub fn read(path: &Path, max: u64) -> Result<Vec<u8>, String> {
         .map_err(|e| format!("cannot read `{shown}`: {e}"))?;
     if bytes.len() as u64 > max {
         return Err(format!(
-            "`{shown}` grew past the {max}-byte limit for a component while being read"
+            "`{shown}` grew past the {max}-byte limit for {what} while being read"
         ));
     }
     Ok(bytes)

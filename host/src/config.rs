@@ -55,29 +55,14 @@ pub const DEFAULT_CACHE_MAX_MIB: u64 = 200;
 /// naming something endless or huge is refused rather than read.
 pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
-/// The text of the config file at `path`, if it is a file within
-/// [`MAX_CONFIG_BYTES`].
+/// The text of the config file at `path`, if it is a regular file within
+/// [`MAX_CONFIG_BYTES`] (read as component files are: never waiting on a
+/// FIFO, never reading an endless file).
 pub fn read_text(path: &Path) -> Result<String> {
-    use std::io::Read;
-    let cannot = |e: &dyn std::fmt::Display| {
-        format_err!("cannot read config file `{}`: {e}", path.display())
-    };
-    let file = std::fs::File::open(path).map_err(|e| cannot(&e))?;
-    let metadata = file.metadata().map_err(|e| cannot(&e))?;
-    if !metadata.is_file() {
-        return Err(cannot(&"not a regular file"));
-    }
-    let mut text = String::new();
-    file.take(MAX_CONFIG_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| cannot(&e))?;
-    if text.len() as u64 > MAX_CONFIG_BYTES {
-        return Err(cannot(&format!(
-            "larger than {} KiB",
-            MAX_CONFIG_BYTES >> 10
-        )));
-    }
-    Ok(text)
+    let bytes = component_file::read_bounded(path, MAX_CONFIG_BYTES, "a config file")
+        .map_err(|e| format_err!("cannot read config file: {e}"))?;
+    String::from_utf8(bytes)
+        .map_err(|e| format_err!("cannot read config file `{}`: {e}", path.display()))
 }
 
 /// Settings of the host: every one a key of the config file, a flag and an

@@ -133,15 +133,18 @@ pub async fn run(control: Arc<Control>, what: Watched) -> Result<()> {
     let mut look = Some(Look::Periodic); // the first look, once watching
     let mut config_only = false;
     loop {
-        let folders: BTreeSet<PathBuf> = control
-            .app()
-            .routes()
-            .endpoints()
-            .iter()
-            .flat_map(|e| component_file::folders_to_watch(&e.source))
-            .filter_map(|folder| folder.canonicalize().ok())
-            .filter(|_| what.files)
-            .collect();
+        let folders: BTreeSet<PathBuf> = if what.files {
+            control
+                .app()
+                .routes()
+                .endpoints()
+                .iter()
+                .flat_map(|e| component_file::folders_to_watch(&e.source))
+                .filter_map(|folder| folder.canonicalize().ok())
+                .collect()
+        } else {
+            BTreeSet::new()
+        };
         for folder in watched.difference(&folders) {
             let _ = debouncer.watcher().unwatch(folder);
         }

@@ -81,7 +81,7 @@ impl Control {
                 self.config_path.display()
             );
         }
-        let result = self.reload_text(&mut owned, &text).await;
+        let result = self.reload_text(&mut owned, &text, digest).await;
         if retry && result.is_err() {
             return;
         }
@@ -104,13 +104,20 @@ impl Control {
     async fn reload_locked(&self, owned: &mut Owned) -> Result<Reloaded, SwapError> {
         let text = crate::config::read_text(&self.config_path)
             .map_err(|e| SwapError::Rejected(format!("{e:#}")))?;
-        self.reload_text(owned, &text).await
+        let digest = crate::cache::digest(text.as_bytes());
+        self.reload_text(owned, &text, digest).await
     }
 
-    /// Serves the route table of the config `text` (read from the file),
-    /// remembered as the text last read whether it is served or refused.
-    async fn reload_text(&self, owned: &mut Owned, text: &str) -> Result<Reloaded, SwapError> {
-        owned.config_seen = crate::cache::digest(text.as_bytes());
+    /// Serves the route table of the config `text` (read from the file;
+    /// `digest` its digest), remembered as the text last read whether it is
+    /// served or refused.
+    async fn reload_text(
+        &self,
+        owned: &mut Owned,
+        text: &str,
+        digest: String,
+    ) -> Result<Reloaded, SwapError> {
+        owned.config_seen = digest;
         let result = self.reload_parsed(owned, text).await;
         owned.config_refused = result.is_err();
         // Whether the routes are on their declared versions depends on it.
