@@ -27,7 +27,6 @@
 //! be, or the answer was abandoned before.
 
 use std::convert::Infallible;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -50,6 +49,7 @@ use crate::labels::{UNMATCHED_PATH, method_label};
 use crate::metrics::{self, Metrics, RouteMeters};
 use crate::rollout::{Arm, Rollout, Serving, Version};
 use crate::routes::RouteTable;
+use crate::source::ComponentSource;
 
 /// The body type of every response the host sends.
 pub type Body = HyperOutgoingBody;
@@ -82,8 +82,9 @@ pub struct Endpoint {
     /// The route path, also its `path` label.
     pub path: Arc<str>,
     pub limits: GuestLimits,
-    /// The component file or pattern the config names (watched for new versions).
-    pub source: PathBuf,
+    /// The component file or pattern the config names (watched for new
+    /// versions), or the registry reference.
+    pub source: ComponentSource,
     /// Whether a rebuilt file starts as a canary, and how canaries are judged.
     pub rollout: RolloutConfig,
     /// The versions serving now (changed by `control/` only).
@@ -97,7 +98,7 @@ impl Endpoint {
     pub fn new(
         path: &str,
         limits: GuestLimits,
-        source: PathBuf,
+        source: ComponentSource,
         rollout: RolloutConfig,
         serving: Arc<Serving>,
     ) -> Self {

@@ -1,4 +1,4 @@
-//! Which file serves a route, and reading it safely.
+//! Which file serves a route, and reading and writing files safely.
 //!
 //! A route's `component` is a path, relative to the config file, that may
 //! hold glob wildcards (`*`, `?`, `[...]`). **When several files match, the
@@ -9,11 +9,15 @@
 //! of `cargo build --target wasm32-wasip2`, debug and release; whichever
 //! build ran last is the one served, and the host logs which it picked.
 //!
+//! Writing is durable: [`write_durably`] leaves the old or the new
+//! content, never a torn file.
+//!
 //! Reading is bounded: only regular files no larger than a cap are read
 //! (checked before and while reading), so naming `/dev/zero`, a FIFO or a
 //! huge file is an error, never an endless read.
 
-use std::io::Read;
+use std::fs::File;
+use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::SystemTime;
@@ -158,6 +162,19 @@ pub fn read_bounded(path: &Path, max: u64, what: &str) -> Result<Vec<u8>, String
         ));
     }
     Ok(bytes)
+}
+
+/// Writes `bytes` to `path` so that a crash leaves the old or the new
+/// content: a synced temporary file renamed into place, then the folder
+/// synced (the rename itself is durable only then).
+pub fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut file = tempfile::NamedTempFile::new_in(dir)?;
+    file.write_all(bytes)?;
+    file.as_file().sync_all()?;
+    file.persist(path).map_err(|e| e.error)?;
+    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

@@ -24,7 +24,9 @@ use wasmtime::{Result, bail, format_err};
 
 use crate::component_file;
 use crate::judge::{DEFAULT_POLICY, Policy};
+use crate::registry::RegistryConfig;
 use crate::routes::check_route_path;
+use crate::source::ComponentSource;
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:5000";
 pub const DEFAULT_METRICS_PREFIX: &str = "webapp";
@@ -181,6 +183,10 @@ pub struct Settings {
     #[serde(default)]
     pub http: HttpSettings,
 
+    #[command(flatten)]
+    #[serde(default)]
+    pub registry: RegistrySettings,
+
     /// The route table: `[[route]]` tables, in the file only.
     #[arg(skip)]
     #[serde(default, rename = "route", skip_serializing)]
@@ -307,12 +313,83 @@ pub struct HttpSettings {
     pub max_in_flight: Option<usize>,
 }
 
+/// `[registry]`: how components named `oci://...` are pulled.
+#[derive(Debug, Clone, Default, clap::Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrySettings {
+    /// A registry (`host:port`) reached over plain HTTP, not HTTPS; every
+    /// other is HTTPS only. The flag may be given several times; the
+    /// variable takes a comma-separated list [key: registry.insecure = [..]; default none].
+    #[arg(
+        id = "registry_insecure",
+        long = "registry-insecure",
+        env = "WEBAPP_REGISTRY_INSECURE",
+        value_delimiter = ','
+    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insecure: Option<Vec<String>>,
+
+    /// A docker config file with registry credentials (`auths`), such as a
+    /// mounted `kubernetes.io/dockerconfigjson` Secret; in the file,
+    /// relative to the file's folder [key: registry.credentials; default
+    /// $DOCKER_CONFIG/config.json or ~/.docker/config.json, if there].
+    #[arg(
+        id = "registry_credentials",
+        long = "registry-credentials",
+        env = "WEBAPP_REGISTRY_CREDENTIALS"
+    )]
+    pub credentials: Option<PathBuf>,
+
+    /// Longest one pull may take; a registry that is down or hangs is
+    /// given up on then, and what serves stays [key: registry.timeout; default 30s].
+    #[arg(
+        id = "registry_timeout",
+        long = "registry-timeout",
+        env = "WEBAPP_REGISTRY_TIMEOUT",
+        value_parser = humantime::parse_duration
+    )]
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub timeout: Option<Duration>,
+
+    /// `--require-digest`: refuse a route naming a tag alone; every
+    /// `oci://` reference must carry `@sha256:` (as a fleet should: each
+    /// host resolves a tag for itself) [key: registry.require_digest = true].
+    #[arg(
+        id = "registry_require_digest",
+        long = "require-digest",
+        env = "WEBAPP_REQUIRE_DIGEST",
+        num_args = 0,
+        default_missing_value = "true"
+    )]
+    pub require_digest: Option<bool>,
+
+    /// Resolve a tag alone again this often (at the periodic look), so a
+    /// tag pushed again is served; without it a tag is resolved once and
+    /// kept, across restarts too [key: registry.tag_refresh; default never].
+    #[arg(
+        id = "registry_tag_refresh",
+        long = "tag-refresh",
+        env = "WEBAPP_TAG_REFRESH",
+        value_parser = humantime::parse_duration
+    )]
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub tag_refresh: Option<Duration>,
+}
+
 /// One `[[route]]` table as the file has it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileRoute {
     path: Spanned<String>,
-    component: Spanned<PathBuf>,
+    component: Spanned<String>,
     #[serde(default, with = "humantime_serde")]
     timeout: Option<Duration>,
     max_memory_mib: Option<u64>,
@@ -363,6 +440,8 @@ pub struct Config {
     pub watch_config: bool,
     /// Whether per-request metrics are recorded (off only to measure their cost).
     pub request_metrics: bool,
+    /// How components named `oci://...` are pulled.
+    pub registry: RegistryConfig,
     pub routes: Vec<RouteConfig>,
     /// The layered settings as TOML, to tell which a reload would change.
     layered: toml::Table,
@@ -431,13 +510,14 @@ impl Default for RolloutConfig {
     }
 }
 
-/// One route: a request path served by a component file.
+/// One route: a request path served by a component.
 #[derive(Debug, Clone)]
 pub struct RouteConfig {
     pub path: String,
     /// The component file, or a glob pattern whose newest match serves
-    /// (`component_file.rs`), resolved against the config file's folder.
-    pub component: PathBuf,
+    /// (`component_file.rs`), resolved against the config file's folder;
+    /// or a registry reference (`registry/`).
+    pub component: ComponentSource,
     pub limits: GuestLimits,
     pub rollout: RolloutConfig,
     /// `file:line` of the route's definition, for error messages.
@@ -476,7 +556,10 @@ impl Config {
     pub fn from_text(text: &str, path: &Path, over: &Settings) -> Result<Self> {
         let config = Self::parse(text, path, over)?;
         for route in &config.routes {
-            if let Err(e) = component_file::resolve(&route.component) {
+            let Some(file) = route.component.file() else {
+                continue; // pulled before it serves (`registry/`)
+            };
+            if let Err(e) = component_file::resolve(file) {
                 bail!(
                     "{}: route `{}`: {e} (build the components first: \
                      `cargo component build`, or `cargo build --target wasm32-wasip2`)",
@@ -495,6 +578,7 @@ impl Config {
             .map_err(|e| format_err!("invalid config file `{}`: {e}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new(""));
         file.cache_dir = file.cache_dir.map(|dir| base.join(dir));
+        file.registry.credentials = file.registry.credentials.map(|c| base.join(c));
         let s = Settings::layered(&file, over)?;
 
         let metrics_prefix = s
@@ -518,7 +602,21 @@ impl Config {
                  (--no-cache keeps no compiled code on disk)"
             );
         }
+        let registry = s.registry.check()?;
         let routes = check_routes(&file.routes, text, path, request_timeout, &pool)?;
+        if registry.require_digest
+            && let Some(route) = routes
+                .iter()
+                .find(|r| r.component.oci().is_some_and(|o| o.digest.is_none()))
+        {
+            bail!(
+                "{}: route `{}` names the tag {} alone, and registry.require_digest is set: \
+                 add the manifest digest (`@sha256:...`, as `wkg oci push` prints it)",
+                route.defined_at,
+                route.path,
+                route.component
+            );
+        }
         let listen = s
             .listen
             .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
@@ -556,6 +654,7 @@ impl Config {
             watch: s.watch.unwrap_or(true),
             watch_config: s.watch_config.unwrap_or(true),
             request_metrics: s.request_metrics.unwrap_or(true),
+            registry,
             routes,
             layered: toml::Table::try_from(&s)?,
         })
@@ -653,6 +752,39 @@ impl HttpSettings {
     }
 }
 
+/// The default `registry.timeout`: a component is a few hundred KiB; a
+/// registry that has not sent it in this long is down or hung.
+pub const DEFAULT_REGISTRY_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl RegistrySettings {
+    fn check(&self) -> Result<RegistryConfig> {
+        let insecure = self.insecure.clone().unwrap_or_default();
+        if let Some(bad) = insecure
+            .iter()
+            .find(|r| r.is_empty() || r.contains('/') || r.contains("://"))
+        {
+            bail!(
+                "registry.insecure (--registry-insecure): `{bad}` is not a registry: \
+                 give host:port, as in the oci:// references"
+            );
+        }
+        let timeout = self.timeout.unwrap_or(DEFAULT_REGISTRY_TIMEOUT);
+        if timeout.is_zero() {
+            bail!("registry.timeout (--registry-timeout) must be above zero");
+        }
+        if self.tag_refresh.is_some_and(|t| t.is_zero()) {
+            bail!("registry.tag_refresh (--tag-refresh) must be above zero");
+        }
+        Ok(RegistryConfig {
+            insecure,
+            credentials: self.credentials.clone(),
+            timeout,
+            require_digest: self.require_digest.unwrap_or(false),
+            tag_refresh: self.tag_refresh,
+        })
+    }
+}
+
 impl AdminSettings {
     /// Where the admin API listens (if on), its token (if any) and how long
     /// a request body may take.
@@ -727,7 +859,12 @@ fn check_routes(
         routes.push(RouteConfig {
             path: route_path.clone(),
             rollout,
-            component: base.join(route.component.get_ref()),
+            component: ComponentSource::parse(route.component.get_ref(), base).map_err(|e| {
+                format_err!(
+                    "{}: component of route `{route_path}`: {e}",
+                    at(route.component.span().start)
+                )
+            })?,
             limits: GuestLimits {
                 timeout: route.timeout.unwrap_or(request_timeout),
                 max_memory_bytes: route_memory_mib << 20,
@@ -854,9 +991,15 @@ component = "/abs/ep_error.wasm"
         assert_eq!(c.pool.max_memory_bytes, DEFAULT_MAX_MEMORY_MIB << 20);
         assert_eq!(c.routes.len(), 2);
         assert_eq!(c.routes[0].path, "/ep_one");
-        assert_eq!(c.routes[0].component, Path::new("conf/c/ep_one.wasm"));
+        assert_eq!(
+            c.routes[0].component.file(),
+            Some(Path::new("conf/c/ep_one.wasm"))
+        );
         assert_eq!(c.routes[0].defined_at, "conf/webapp.toml:10");
-        assert_eq!(c.routes[1].component, Path::new("/abs/ep_error.wasm"));
+        assert_eq!(
+            c.routes[1].component.file(),
+            Some(Path::new("/abs/ep_error.wasm"))
+        );
     }
 
     #[test]

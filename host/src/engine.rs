@@ -59,8 +59,9 @@ pub struct LoadedComponent {
     pub pre: ProxyPre<RequestState>,
     /// SHA-256 of the component's bytes, hex.
     pub digest: String,
-    /// The file it was read from; `None` for bytes uploaded through the admin API.
-    pub file: Option<PathBuf>,
+    /// The file or registry reference it was read from; `None` for bytes
+    /// uploaded through the admin API.
+    pub from: Option<String>,
     /// The component's own bytes (a few hundred KiB at most for release
     /// builds): kept so a version recorded to serve instead of a held-back
     /// one can be written down (`control/store.rs`).
@@ -162,7 +163,7 @@ impl WasmEngine {
         Ok(LoadedComponent {
             pre,
             digest,
-            file: None,
+            from: None,
             bytes,
             loaded_at: SystemTime::now(),
             origin,

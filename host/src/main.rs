@@ -1,8 +1,9 @@
 //! `host`: serves each HTTP route from a WebAssembly component.
 //!
 //! Wiring only. The pieces, each in its own module:
-//! `cli` + `config` (settings, parsed once), `component_file` (which file
-//! serves a route, read with bounds), `engine` + `cache` (wasmtime
+//! `cli` + `config` (settings, parsed once), `source` (what a route's `component` names) with `component_file` (which file
+//! serves a route, read with bounds) and `registry` (components pulled from
+//! OCI registries, kept by digest), `engine` + `cache` (wasmtime
 //! engine, linker, component loading, compiled-code cache), `state`
 //! (per-request store data and limits), `guest` (one request through one
 //! component), `rollout` + `judge` (canary versions: the split; the verdict), `body` (request and response body guards), `routes` +
@@ -30,9 +31,11 @@ mod judge;
 mod labels;
 mod metrics;
 mod process;
+mod registry;
 mod rollout;
 mod routes;
 mod server;
+mod source;
 mod state;
 mod usage;
 mod watch;
@@ -83,17 +86,33 @@ fn run(args: &cli::Args) -> Result<()> {
         &config.metrics_prefix,
         config.request_metrics,
     )?);
+    let registry = Arc::new(registry::Registry::new(
+        config.registry.clone(),
+        config.cache_dir.as_deref(),
+    ));
+    let runtime = tokio::runtime::Runtime::new()?;
+    // Components from registries are pulled before the routes load (those
+    // kept from an earlier run are not: a registry down serves them still).
+    let references: Vec<_> = config
+        .routes
+        .iter()
+        .filter_map(|r| r.component.oci().cloned())
+        .collect();
+    for fetched in runtime.block_on(registry.fetch(&references, false)) {
+        metrics.observe_change("pull", fetched.result.is_ok());
+        fetched.log();
+    }
     let control = Arc::new(control::Control::start(
         config.clone(),
         args.config.clone(),
         &text,
         args.settings.clone(),
         engine,
+        registry,
         metrics,
     )?);
     let app = control.app().clone();
 
-    let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         if let Some(addr) = config.admin_listen {
             let admin = tokio::net::TcpListener::bind(addr)

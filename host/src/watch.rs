@@ -139,7 +139,8 @@ pub async fn run(control: Arc<Control>, what: Watched) -> Result<()> {
                 .routes()
                 .endpoints()
                 .iter()
-                .flat_map(|e| component_file::folders_to_watch(&e.source))
+                .filter_map(|e| e.source.file())
+                .flat_map(component_file::folders_to_watch)
                 .filter_map(|folder| folder.canonicalize().ok())
                 .collect()
         } else {

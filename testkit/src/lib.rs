@@ -17,7 +17,12 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+mod configmap;
+mod registry;
+
+pub use configmap::ConfigMapVolume;
 pub use prometheus_parse;
+pub use registry::OciRegistry;
 pub use tempfile;
 
 /// The five endpoints of the demo: path, component file stem, status, body.

@@ -247,7 +247,7 @@ pub(super) fn route_info(
     });
     RouteInfo {
         path: e.path.to_string(),
-        component: e.source.display().to_string(),
+        component: e.source.to_string(),
         file: file_of(c),
         digest: c.digest.clone(),
         version: serving.stable.id.clone(),
@@ -272,10 +272,7 @@ pub(super) fn unix_seconds(time: SystemTime) -> f64 {
         .as_secs_f64()
 }
 
-/// The file a version was read from, or `upload`, as shown and logged.
+/// The file or reference a version was read from, or `upload`, as shown and logged.
 pub(super) fn file_of(component: &LoadedComponent) -> String {
-    component
-        .file
-        .as_ref()
-        .map_or("upload".into(), |f| f.display().to_string())
+    component.from.clone().unwrap_or_else(|| "upload".into())
 }

@@ -1,27 +1,49 @@
-//! Reading a route's file and loading versions: the blocking part of
-//! every change, run off the async threads by the owner (`mod.rs`).
+//! Reading what a route's source offers and loading versions: the
+//! blocking part of every change, run off the async threads by the owner
+//! (`mod.rs`).
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use wasmtime::{Result, format_err};
 
 use crate::component_file::{self, Resolved};
 use crate::engine::{LoadedComponent, WasmEngine};
+use crate::registry::Registry;
+use crate::source::ComponentSource;
 
-/// What a route's file holds now.
-pub struct FileOffer {
-    /// The file the route's component (or pattern) resolves to.
-    pub resolved: Resolved,
-    pub bytes: Vec<u8>,
+/// What a route's source holds now.
+pub struct SourceOffer {
+    /// Where the bytes came from, as shown and logged: the file the route's
+    /// pattern resolves to, or the registry reference.
+    pub from: String,
+    /// For a pattern matching several files, which others it matched (for
+    /// the log); empty otherwise.
+    pub newest_of: String,
+    pub bytes: Arc<Vec<u8>>,
     pub digest: String,
 }
 
-/// Reads what `source` (a route's file or pattern) offers now. `Ok(None)`:
-/// nothing yet (a core module that `cargo component` is about to convert
-/// in place; the conversion brings another event).
-pub fn read_offer(source: &Path) -> Result<Option<FileOffer>, String> {
-    let resolved = component_file::resolve(source)?;
+/// Reads what `source` (a route's file or pattern, or its reference, as
+/// `registry` keeps it: no network) offers now. `Ok(None)`: nothing yet (a
+/// core module that `cargo component` is about to convert in place; the
+/// conversion brings another event).
+pub fn read_offer(
+    source: &ComponentSource,
+    registry: &Registry,
+) -> Result<Option<SourceOffer>, String> {
+    let file = match source {
+        ComponentSource::Oci(reference) => {
+            let (bytes, digest) = registry.offer(reference)?;
+            return Ok(Some(SourceOffer {
+                from: reference.to_string(),
+                newest_of: String::new(),
+                bytes,
+                digest,
+            }));
+        }
+        ComponentSource::File(file) => file,
+    };
+    let resolved = component_file::resolve(file)?;
     let bytes = component_file::read(&resolved.file, component_file::MAX_COMPONENT_BYTES)?;
     if component_file::is_core_module(&bytes) {
         tracing::debug!(
@@ -31,21 +53,22 @@ pub fn read_offer(source: &Path) -> Result<Option<FileOffer>, String> {
         return Ok(None);
     }
     let digest = crate::cache::digest(&bytes);
-    Ok(Some(FileOffer {
-        resolved,
-        bytes,
+    Ok(Some(SourceOffer {
+        from: resolved.file.display().to_string(),
+        newest_of: newest_of(&resolved),
+        bytes: Arc::new(bytes),
         digest,
     }))
 }
 
-/// Compiles (or finds compiled) and links `bytes`, read from `file`.
+/// Compiles (or finds compiled) and links `bytes`, read `from` a file or reference.
 pub fn load(
     engine: &WasmEngine,
     bytes: &[u8],
-    file: Option<PathBuf>,
+    from: Option<String>,
 ) -> Result<Arc<LoadedComponent>> {
     let mut loaded = engine.load_bytes(bytes)?;
-    loaded.file = file;
+    loaded.from = from;
     Ok(Arc::new(loaded))
 }
 
@@ -59,7 +82,7 @@ pub async fn blocking<T: Send + 'static>(
 }
 
 /// How a log line says which of several builds was picked, if there were several.
-pub fn newest_of(resolved: &Resolved) -> String {
+fn newest_of(resolved: &Resolved) -> String {
     if resolved.others.is_empty() {
         return String::new();
     }

@@ -9,7 +9,7 @@ use super::decide::Action;
 use super::known::file_offers;
 use super::load;
 use super::store::Held;
-use super::{Control, Look, Owned, newest_of, observed};
+use super::{Control, Look, Owned, observed};
 use crate::app::Endpoint;
 use crate::rollout::Serving;
 
@@ -17,6 +17,18 @@ impl Control {
     /// Looks at every route's file again (the watcher's only call): under
     /// the lock, each route's file is read *now* and the rule decides.
     pub async fn look_at_files(&self, look: Look) {
+        if matches!(look, Look::Periodic) {
+            // Tags alone due to be resolved again (`registry.tag_refresh`),
+            // before the lock: a registry's answer is waited for there.
+            let references: Vec<_> = self
+                .app
+                .routes()
+                .endpoints()
+                .iter()
+                .filter_map(|e| e.source.oci().cloned())
+                .collect();
+            self.fetch(&references, true).await;
+        }
         let mut owned = self.owned.lock().await;
         let held = self.store.held_back();
         for endpoint in self.app.routes().endpoints() {
@@ -34,10 +46,11 @@ impl Control {
         look: Look,
     ) {
         let source = endpoint.source.clone();
+        let registry = self.registry.clone();
         // Missing for a moment while a file is renamed into place, or a
         // core module about to be converted: the next event brings it.
         let Ok(Ok(Some(offer))) =
-            tokio::task::spawn_blocking(move || load::read_offer(&source)).await
+            tokio::task::spawn_blocking(move || load::read_offer(&source, &registry)).await
         else {
             return;
         };
@@ -61,7 +74,7 @@ impl Control {
                 if first_offer {
                     tracing::warn!(
                         route = %path,
-                        file = %offer.resolved.file.display(),
+                        from = %offer.from,
                         "the file now holds {}, held back on this route: not served (name it \
                          through the admin API, or give the route another component, to serve it)",
                         &offer.digest[..12]
@@ -80,14 +93,15 @@ impl Control {
             Action::Serve { canary } => {
                 tracing::info!(
                     route = %path,
-                    file = %offer.resolved.file.display(),
-                    "component file changed{} ({look:?})",
-                    newest_of(&offer.resolved)
+                    from = %offer.from,
+                    "new version {}{} ({look:?})",
+                    &offer.digest[..12],
+                    offer.newest_of
                 );
                 let started = Instant::now();
                 let engine = self.engine.clone();
-                let file = offer.resolved.file.clone();
-                let loaded = load::blocking(move || load::load(&engine, &offer.bytes, Some(file)))
+                let from = offer.from.clone();
+                let loaded = load::blocking(move || load::load(&engine, &offer.bytes, Some(from)))
                     .await
                     .map_err(|e| format!("{e:#}"));
                 if let Ok(component) = self.accepted(&path, "watch", started, loaded) {

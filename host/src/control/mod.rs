@@ -59,13 +59,14 @@ use crate::config::{Config, RouteConfig, Settings};
 use crate::engine::{LoadedComponent, WasmEngine};
 use crate::judge::Policy;
 use crate::metrics::Metrics;
+use crate::registry::{OciRef, Registry};
 use crate::rollout::{Rollout, Serving, Verdict};
 
 use answers::{Served, held_on, route_info};
 pub use answers::{Source, SwapError};
 use decide::Observed;
 use known::RouteState;
-use load::{FileOffer, newest_of};
+use load::SourceOffer;
 use store::{Store, UnderWay};
 
 /// The owner of what serves.
@@ -73,6 +74,8 @@ pub struct Control {
     /// The routes served and their endpoints (changed here only).
     app: Arc<App>,
     engine: Arc<WasmEngine>,
+    /// Components named by registry references, pulled and kept.
+    registry: Arc<Registry>,
     /// The configuration the host started with: a reload may change only
     /// its routes (`Config::fixed_settings_changed`).
     config: Config,
@@ -141,6 +144,22 @@ pub enum Look {
 impl Control {
     pub fn app(&self) -> &Arc<App> {
         &self.app
+    }
+
+    /// Makes sure the components `references` name are kept, pulling
+    /// those that are not (without the owner's lock: a slow registry delays
+    /// only the change that needs it); with `refresh`, tags alone are
+    /// resolved again when `registry.tag_refresh` says. Each pull is counted
+    /// (`route_changes_total{source="pull"}`); a failure is logged when
+    /// it is new, and is the error a change needing the component is
+    /// refused with.
+    pub async fn fetch(&self, references: &[OciRef], refresh: bool) {
+        for fetched in self.registry.fetch(references, refresh).await {
+            self.app
+                .metrics()
+                .observe_change("pull", fetched.result.is_ok());
+            fetched.log();
+        }
     }
 
     /// The config file the route table is read from.
@@ -294,33 +313,34 @@ fn observed(serving: &Serving) -> Observed<'_> {
     }
 }
 
-/// An error naming the route, its place in the config file, and its file.
+/// An error naming the route, its place in the config file, and its file
+/// or reference.
 fn route_error(route: &RouteConfig, e: &dyn std::fmt::Display) -> wasmtime::Error {
     format_err!(
         "{}: route `{}`: cannot load component `{}`: {e}",
         route.defined_at,
         route.path,
-        route.component.display()
+        route.component
     )
 }
 
-/// Compiles and links what a route's file offers, and logs which file serves.
+/// Compiles and links what a route's source offers, and logs where it came from.
 fn load_offer(
     engine: &WasmEngine,
     route: &RouteConfig,
-    offer: FileOffer,
+    offer: SourceOffer,
 ) -> Result<Arc<LoadedComponent>> {
     let started = Instant::now();
-    let component = load::load(engine, &offer.bytes, Some(offer.resolved.file.clone()))
+    let component = load::load(engine, &offer.bytes, Some(offer.from.clone()))
         .map_err(|e| route_error(route, &format_args!("{e:#}")))?;
     tracing::info!(
         route = %route.path,
-        file = %offer.resolved.file.display(),
+        from = %offer.from,
         digest = %&component.digest[..12],
         "serving, loaded in {:.0?} ({}){}",
         started.elapsed(),
         component.origin.name(),
-        newest_of(&offer.resolved),
+        offer.newest_of,
     );
     Ok(component)
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::answers::{Reloaded, SwapError};
 use super::decide::Action;
 use super::known::{RouteState, file_offers, held_instead};
-use super::load::{self, FileOffer};
+use super::load::{self, SourceOffer};
 use super::store::entry_key;
 use super::{Control, Look, Owned, load_offer, new_endpoint, observed, publish, route_error};
 use crate::app::RouteSet;
@@ -31,6 +31,11 @@ impl Control {
     /// at start: a file that changes one is refused, naming it. A bad file
     /// changes nothing.
     pub async fn reload(&self) -> Result<Reloaded, SwapError> {
+        if let Ok(text) = crate::config::read_text(&self.config_path) {
+            // An operator's reload looks again at everything: tags alone
+            // due to be resolved again (`registry.tag_refresh`) are too.
+            self.fetch_named_in(&text, true).await;
+        }
         let mut owned = self.owned.lock().await;
         tracing::info!(
             "reloading the route table from {}",
@@ -56,6 +61,18 @@ impl Control {
             // Maybe being written right now: the next look, or the event
             // when its writer is done, reads it.
             return;
+        }
+        // Components the text names from registries are fetched first,
+        // without the lock, unless this text has been looked at already.
+        if let Ok(text) = crate::config::read_text(&self.config_path) {
+            let digest = crate::cache::digest(text.as_bytes());
+            let owned = self.owned.lock().await;
+            let seen = owned.config_seen == digest
+                && !(owned.config_refused && matches!(look, Look::Periodic));
+            drop(owned);
+            if !seen {
+                self.fetch_named_in(&text, false).await;
+            }
         }
         let mut owned = self.owned.lock().await;
         let text = match crate::config::read_text(&self.config_path) {
@@ -99,6 +116,23 @@ impl Control {
                  look): {e}"
             ),
         }
+    }
+
+    /// Fetches the components config `text` names from registries (before
+    /// the owner's lock is taken: the reload that follows reads the text
+    /// again under it, and finds them kept, or refuses the table with the
+    /// pull's error). A text that does not parse names nothing: the reload
+    /// says what is wrong with it. `refresh`: as `Control::fetch`.
+    async fn fetch_named_in(&self, text: &str, refresh: bool) {
+        let Ok(config) = Config::parse(text, &self.config_path, &self.overrides) else {
+            return;
+        };
+        let references: Vec<_> = config
+            .routes
+            .iter()
+            .filter_map(|r| r.component.oci().cloned())
+            .collect();
+        self.fetch(&references, refresh).await;
     }
 
     async fn reload_locked(&self, owned: &mut Owned) -> Result<Reloaded, SwapError> {
@@ -168,11 +202,13 @@ impl Control {
                 }
             };
             let source = route.component.clone();
-            let offer =
-                load::blocking(move || load::read_offer(&source).map_err(wasmtime::Error::msg))
-                    .await
-                    .map_err(|e| route_error(route, &e))
-                    .map_err(rejected)?;
+            let registry = self.registry.clone();
+            let offer = load::blocking(move || {
+                load::read_offer(&source, &registry).map_err(wasmtime::Error::msg)
+            })
+            .await
+            .map_err(|e| route_error(route, &e))
+            .map_err(rejected)?;
             let serving = before.map(|e| e.serving());
             let plan = match offer {
                 // The same declaration's file, mid-conversion: it stays.
@@ -317,7 +353,7 @@ impl Control {
         serving: Option<&Serving>,
         action: Action,
         instead: Option<String>,
-        offer: FileOffer,
+        offer: SourceOffer,
     ) -> Result<Plan, SwapError> {
         let rejected = |e: wasmtime::Error| SwapError::Rejected(format!("{e:#}"));
         let metrics = self.app.metrics();

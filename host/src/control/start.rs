@@ -19,6 +19,7 @@ use crate::app::{App, RouteSet};
 use crate::config::{Config, Settings};
 use crate::engine::WasmEngine;
 use crate::metrics::Metrics;
+use crate::registry::Registry;
 use crate::rollout::{Serving, Version, short_id};
 
 impl Control {
@@ -31,6 +32,7 @@ impl Control {
         config_text: &str,
         overrides: Settings,
         engine: Arc<WasmEngine>,
+        registry: Arc<Registry>,
         metrics: Arc<Metrics>,
     ) -> Result<Self> {
         let store = Store::open(
@@ -48,7 +50,7 @@ impl Control {
                 entry: entry.clone(),
                 ..RouteState::default()
             };
-            let offer = load::read_offer(&route.component)
+            let offer = load::read_offer(&route.component, &registry)
                 .map_err(|e| route_error(route, &e))?
                 .ok_or_else(|| route_error(route, &"a core module, not a component"))?;
             if let Some(was) = interrupted.get(&route.path).filter(|u| u.entry == entry)
@@ -65,14 +67,14 @@ impl Control {
                 (Action::HoldBack, Some(instead)) => Some((instead.clone(), store.bytes(instead))),
                 _ => None,
             };
-            let (digest, file) = (short_id(&offer.digest), offer.resolved.file.clone());
+            let (digest, file) = (short_id(&offer.digest), offer.from.clone());
             let component = match kept {
                 Some((instead, Some(bytes))) => {
                     let instead = short_id(&instead);
                     if interrupted {
                         tracing::warn!(
                             route = %route.path,
-                            file = %file.display(),
+                            from = %file,
                             "the host stopped during a rollout to {digest}, which the file \
                              holds: serving the stable version {instead}; the canary is not \
                              resumed (rebuild, or start it through the admin API)"
@@ -80,7 +82,7 @@ impl Control {
                     } else {
                         tracing::warn!(
                             route = %route.path,
-                            file = %file.display(),
+                            from = %file,
                             "the file holds {digest}, held back on this route (rolled back): \
                              serving {instead} instead"
                         );
@@ -92,7 +94,7 @@ impl Control {
                     // the admin API with it): the file serves, loudly.
                     tracing::error!(
                         route = %route.path,
-                        file = %file.display(),
+                        from = %file,
                         "the file holds {digest}, held back on this route, but the version \
                          recorded to serve instead ({}) is no longer kept: serving the file; \
                          name a version through the admin API to replace it",
@@ -125,6 +127,7 @@ impl Control {
         let control = Self {
             app,
             engine,
+            registry,
             config,
             config_path,
             overrides,

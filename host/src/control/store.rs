@@ -20,11 +20,12 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
+
+use crate::source::ComponentSource;
 
 /// Largest state file read back (a few hundred bytes per route).
 const MAX_BYTES: u64 = 1 << 20;
@@ -74,8 +75,8 @@ pub struct UnderWay {
 /// change of limits (a longer timeout, say) releases nothing: a version
 /// rolled back for its timeouts must not come back whole because the
 /// timeout was raised.
-pub fn entry_key(component: &Path) -> String {
-    let text = component.display().to_string();
+pub fn entry_key(component: &ComponentSource) -> String {
+    let text = component.to_string();
     crate::cache::digest(text.as_bytes())[..16].to_owned()
 }
 
@@ -178,7 +179,7 @@ impl Store {
                     None => Vec::new(),
                 };
                 change(&mut held);
-                write_durably(&path, &serde_json::to_vec_pretty(&held)?)
+                crate::component_file::write_durably(&path, &serde_json::to_vec_pretty(&held)?)
             })()
             .map_err(|e| (dir, e))
         });
@@ -238,7 +239,7 @@ impl Store {
         if path.exists() {
             return;
         }
-        if let Err(e) = write_durably(&path, bytes) {
+        if let Err(e) = crate::component_file::write_durably(&path, bytes) {
             tracing::warn!(
                 "cannot keep version {} in {}: {e}",
                 &digest[..12],
@@ -293,7 +294,7 @@ impl Store {
         }
         let written = serde_json::to_vec_pretty(under_way)
             .map_err(std::io::Error::other)
-            .and_then(|json| write_durably(path, &json));
+            .and_then(|json| crate::component_file::write_durably(path, &json));
         match written {
             Ok(()) => *recorded = Some(under_way.clone()),
             Err(e) => tracing::warn!(
@@ -341,19 +342,6 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
     });
     read.inspect_err(|e| tracing::warn!("ignoring {}: {e}", path.display()))
         .ok()
-}
-
-/// Writes `bytes` to `path` so that a crash leaves the old or the new
-/// content: a synced temporary file renamed into place, then the folder
-/// synced (the rename itself is durable only then).
-pub fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut file = tempfile::NamedTempFile::new_in(dir)?;
-    file.write_all(bytes)?;
-    file.as_file().sync_all()?;
-    file.persist(path).map_err(|e| e.error)?;
-    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ impl Control {
                 let bytes =
                     crate::component_file::read(&file, crate::component_file::MAX_COMPONENT_BYTES)
                         .map_err(wasmtime::Error::msg)?;
-                load::load(&engine, &bytes, Some(file))
+                load::load(&engine, &bytes, Some(file.display().to_string()))
             }
             Source::Upload(bytes) => load::load(&engine, &bytes, None),
         })
