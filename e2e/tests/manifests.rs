@@ -28,12 +28,19 @@ fn run(command: &mut Command) {
     );
 }
 
+/// Every manifest: those `kubectl apply -f k8s/` applies, then the
+/// optional ones in `k8s/optional/` (not applied by it: it does not recurse).
 fn manifests() -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(repo_root().join("k8s"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
+    let mut files = Vec::new();
+    for dir in ["k8s", "k8s/optional"] {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(repo_root().join(dir))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| !p.ends_with("optional"))
+            .collect();
+        found.sort();
+        files.extend(found);
+    }
     files
 }
 
@@ -81,6 +88,7 @@ fn workloads_are_hardened_and_probed() {
         "generator.yaml",
         "prometheus.yaml",
         "grafana.yaml",
+        "optional/registry.yaml",
     ] {
         let text = std::fs::read_to_string(repo_root().join("k8s").join(name)).unwrap();
         for doc in yaml_documents(&text) {

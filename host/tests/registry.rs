@@ -187,11 +187,14 @@ async fn what_a_registry_cannot_give_is_refused_and_the_old_version_serves() {
     };
     let missing = format!("sha256:{}", sha256_hex(b"no such manifest"));
 
+    // Bytes other than those named: a manifest, or the component itself.
+    let bad_manifest = tampering_proxy(&registry, Tamper::Manifest).await;
+    let bad_blob = tampering_proxy(&registry, Tamper::Blob).await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("webapp.toml");
     std::fs::write(&config, table(&v1)).unwrap();
     let cache = tempfile::tempdir().unwrap();
-    let listed = format!("{host},{down},{hung}");
+    let listed = format!("{host},{down},{hung},{bad_manifest},{bad_blob}");
     let args = ["--registry-insecure", &listed, "--registry-timeout", "4s"];
     let pod = pod(&config, cache.path(), &args);
     let client = client();
@@ -210,6 +213,14 @@ async fn what_a_registry_cannot_give_is_refused_and_the_old_version_serves() {
             "manifest unknown",
         ),
         (not_wasm, "not a Wasm component artifact"),
+        (
+            format!("oci://{bad_manifest}/webapp/ep-one:v2@{digest_of_v2}"),
+            "Digest error",
+        ),
+        (
+            format!("oci://{bad_blob}/webapp/ep-one:v2@{digest_of_v2}"),
+            "Digest error",
+        ),
         (
             format!("oci://{down}/webapp/ep-one:v1@{digest_of_v2}"),
             "Connection refused",
@@ -230,7 +241,8 @@ async fn what_a_registry_cannot_give_is_refused_and_the_old_version_serves() {
         // request goes on unslowed.
         let started = Instant::now();
         let mut answers = 0;
-        while !pod.log().contains(why) {
+        let said = pod.log().matches(why).count();
+        while pod.log().matches(why).count() == said {
             assert!(
                 started.elapsed() < Duration::from_secs(15),
                 "{}",
@@ -399,6 +411,33 @@ fn a_tag_alone_is_refused_where_a_digest_is_required() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("require_digest") && err.contains("/ep_one"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_component_that_cannot_be_pulled_at_start_stops_the_host_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("webapp.toml");
+    let nowhere = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().to_string() // closed when dropped
+    };
+    let reference = format!("oci://{nowhere}/webapp/ep:v1@sha256:{}", sha256_hex(b"x"));
+    std::fs::write(&config, table(&reference)).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let out = run_host(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--cache-dir",
+        cache.path().to_str().unwrap(),
+        "--registry-insecure",
+        &nowhere,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("route `/ep_one`") && err.contains(&reference) && err.contains("cannot pull"),
         "{err}"
     );
 }

@@ -22,7 +22,7 @@ mod registry;
 
 pub use configmap::ConfigMapVolume;
 pub use prometheus_parse;
-pub use registry::OciRegistry;
+pub use registry::{OciRegistry, Tamper, tampering_proxy};
 pub use tempfile;
 
 /// The five endpoints of the demo: path, component file stem, status, body.

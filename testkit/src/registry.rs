@@ -150,6 +150,72 @@ impl OciRegistry {
     }
 }
 
+/// What a [`tampering_proxy`] changes in the registry's answers.
+#[derive(Debug, Clone, Copy)]
+pub enum Tamper {
+    /// A byte of every manifest: its digest no longer matches.
+    Manifest,
+    /// The last byte of every blob (the component, the config).
+    Blob,
+}
+
+/// A plain-HTTP proxy on 127.0.0.1 in front of `registry` that passes
+/// every request through and changes what `tamper` says in the answers:
+/// a registry (or a path to it) serving bytes other than those named.
+/// Serves until the test's runtime ends; returns its `host:port`.
+pub async fn tampering_proxy(registry: &OciRegistry, tamper: Tamper) -> String {
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::{Bytes, Incoming};
+    use hyper::{Request, Response};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let upstream = registry.host();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (client, upstream) = (client.clone(), upstream.clone());
+            let serve = hyper::service::service_fn(move |request: Request<Incoming>| {
+                let (client, upstream) = (client.clone(), upstream.clone());
+                async move {
+                    let (mut parts, body) = request.into_parts();
+                    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+                    parts.uri = format!("http://{upstream}{path}").parse().unwrap();
+                    parts.headers.insert("host", upstream.parse().unwrap());
+                    let body = body.collect().await?.to_bytes();
+                    let is = |kind: &str| parts.uri.path().contains(kind);
+                    let change = match tamper {
+                        Tamper::Manifest => is("/manifests/"),
+                        Tamper::Blob => is("/blobs/"),
+                    } && parts.method == hyper::Method::GET;
+                    let answer = client
+                        .request(Request::from_parts(parts, Full::new(body)))
+                        .await
+                        .expect("the registry answers the proxy");
+                    let (parts, body) = answer.into_parts();
+                    let mut bytes = body.collect().await?.to_bytes().to_vec();
+                    if change && let Some(last) = bytes.last_mut() {
+                        *last ^= 0x01;
+                    }
+                    Ok::<_, hyper::Error>(Response::from_parts(
+                        parts,
+                        Full::new(Bytes::from(bytes)),
+                    ))
+                }
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), serve),
+            );
+        }
+    });
+    addr
+}
+
 impl Drop for OciRegistry {
     fn drop(&mut self) {
         self.stop();

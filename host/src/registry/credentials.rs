@@ -31,10 +31,15 @@ struct Entry {
 }
 
 /// The credentials `file` holds for `registry` (`host[:port]`);
-/// anonymous when the file has none for it. An unreadable or malformed
-/// file is an error naming it: a pull with credentials silently missing
-/// would fail later with a registry's vaguer "unauthorized".
+/// anonymous when the file has none for it, or does not exist (an
+/// optional Secret not created: the pull's error says so). An unreadable
+/// or malformed file is an error naming it: a pull with credentials
+/// silently missing would fail later with a registry's vaguer
+/// "unauthorized".
 pub fn for_registry(file: &Path, registry: &str) -> Result<RegistryAuth, String> {
+    if !file.exists() {
+        return Ok(RegistryAuth::Anonymous);
+    }
     let bytes = crate::component_file::read_bounded(file, MAX_BYTES, "a docker config file")?;
     from_json(&bytes, registry).map_err(|e| format!("{}: {e}", file.display()))
 }

@@ -262,15 +262,23 @@ impl Registry {
 
     /// An error of a pull from `reference`'s registry, with the likely
     /// cause when the registry is not listed as plain HTTP.
-    fn explain(&self, reference: &OciRef, e: String) -> String {
-        if self.config.insecure.contains(&reference.registry) {
-            return e;
+    fn explain(&self, reference: &OciRef, mut e: String) -> String {
+        if let Some(file) = &self.config.credentials
+            && !file.exists()
+        {
+            e += &format!(
+                " (pulled anonymously: registry.credentials {} does not exist)",
+                file.display()
+            );
         }
-        format!(
-            "{e} (reached over HTTPS: a plain-HTTP registry must be listed in \
-             registry.insecure, `--registry-insecure {}`)",
-            reference.registry
-        )
+        if !self.config.insecure.contains(&reference.registry) {
+            e += &format!(
+                " (reached over HTTPS: a plain-HTTP registry must be listed in \
+                 registry.insecure, `--registry-insecure {}`)",
+                reference.registry
+            );
+        }
+        e
     }
 
     /// Keeps a pulled component (and, for a tag alone, the resolution).
