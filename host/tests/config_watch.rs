@@ -45,28 +45,8 @@ async fn a_configmap_update_reaches_every_host_without_a_failed_request() {
     // Traffic through the switch: every answer is whole, from v1 or v2.
     // Each pod's traffic runs until it has answered from the new table 20
     // times; the moment of its first new answer is noted.
-    let switched = std::time::Instant::now();
-    let traffic = pods.iter().map(|pod| {
-        let url = pod.url("/ep_one");
-        let client = client.clone();
-        async move {
-            let (mut answers, mut first_new, mut new) = (Vec::new(), None, 0);
-            while new < 20 && switched.elapsed() < Duration::from_secs(20) {
-                let answer = get(&client, &url).await;
-                if answer.1 == "2" {
-                    first_new.get_or_insert_with(|| switched.elapsed());
-                    new += 1;
-                }
-                answers.push(answer);
-            }
-            (answers, first_new)
-        }
-    });
-    let traffic = futures::future::join_all(traffic);
-    let switch = async {
-        volume.update(&[("webapp.toml", &table("ep_two"))]);
-    };
-    let (answers, ()) = tokio::join!(traffic, switch);
+    let switch = async { volume.update(&[("webapp.toml", &table("ep_two"))]) };
+    let answers = answers_through_a_switch(&pods, "/ep_one", "2", switch).await;
     let mut converged = Vec::new();
     for (answers, first_new) in answers {
         converged.push(first_new);

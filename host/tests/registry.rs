@@ -41,26 +41,20 @@ fn counted(scrape: &prometheus_parse::Scrape, source: &str, result: &str) -> f64
     )
 }
 
+/// Pushes the demo component `stem` as `webapp/ep-one:TAG`; its reference.
+async fn publish(registry: &OciRegistry, tag: &str, stem: &str) -> String {
+    let bytes = std::fs::read(component(stem)).unwrap();
+    registry.push("webapp/ep-one", tag, &bytes).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_configmap_naming_a_new_digest_reaches_every_host_without_a_failed_request() {
     let Some(registry) = OciRegistry::start() else {
         return;
     };
     let host = registry.host();
-    let v1 = registry
-        .push(
-            "webapp/ep-one",
-            "v1",
-            &std::fs::read(component("ep_one")).unwrap(),
-        )
-        .await;
-    let v2 = registry
-        .push(
-            "webapp/ep-one",
-            "v2",
-            &std::fs::read(component("ep_two")).unwrap(),
-        )
-        .await;
+    let v1 = publish(&registry, "v1", "ep_one").await;
+    let v2 = publish(&registry, "v2", "ep_two").await;
     let volume = ConfigMapVolume::new(&[("webapp.toml", &table(&v1))]);
     let config = volume.path("webapp.toml");
     let caches = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
@@ -82,26 +76,8 @@ async fn a_configmap_naming_a_new_digest_reaches_every_host_without_a_failed_req
 
     // Traffic through the switch: every answer whole, from v1 or v2, until
     // each pod has answered from v2 20 times.
-    let switched = Instant::now();
-    let traffic = pods.iter().map(|pod| {
-        let url = pod.url("/ep_one");
-        let client = client.clone();
-        async move {
-            let (mut answers, mut first_new, mut new) = (Vec::new(), None, 0);
-            while new < 20 && switched.elapsed() < Duration::from_secs(20) {
-                let answer = get(&client, &url).await;
-                if answer.1 == "2" {
-                    first_new.get_or_insert_with(|| switched.elapsed());
-                    new += 1;
-                }
-                answers.push(answer);
-            }
-            (answers, first_new)
-        }
-    });
-    let traffic = futures::future::join_all(traffic);
     let switch = async { volume.update(&[("webapp.toml", &table(&v2))]) };
-    let (answers, ()) = tokio::join!(traffic, switch);
+    let answers = answers_through_a_switch(&pods, "/ep_one", "2", switch).await;
     let mut converged = Vec::new();
     for ((answers, first_new), pod) in answers.into_iter().zip(&pods) {
         assert!(
@@ -159,22 +135,10 @@ async fn what_a_registry_cannot_give_is_refused_and_the_old_version_serves() {
         return;
     };
     let host = registry.host();
-    let v1 = registry
-        .push(
-            "webapp/ep-one",
-            "v1",
-            &std::fs::read(component("ep_one")).unwrap(),
-        )
-        .await;
+    let v1 = publish(&registry, "v1", "ep_one").await;
     // Pushed, never pulled: the bad ways of naming it must pull (a digest
     // kept already serves from the cache, whichever registry names it).
-    let v2 = registry
-        .push(
-            "webapp/ep-one",
-            "v2",
-            &std::fs::read(component("ep_two")).unwrap(),
-        )
-        .await;
+    let v2 = publish(&registry, "v2", "ep_two").await;
     let digest_of_v2 = v2.rsplit('@').next().unwrap().to_owned();
     let not_wasm = registry
         .push_image("webapp/ep-one", "image", b"not a component")

@@ -467,6 +467,38 @@ pub async fn get(client: &HttpClient, url: &str) -> (StatusCode, String) {
     send(client, Method::GET, url).await
 }
 
+/// Requests `path` on every host in turn while `switch` runs (a change of
+/// what they serve), until each host has answered `new_body` 20 times (or
+/// 20 s passed). Per host: every answer, and when its first `new_body`
+/// came, counted from the start.
+pub async fn answers_through_a_switch(
+    hosts: &[Host],
+    path: &str,
+    new_body: &str,
+    switch: impl std::future::Future<Output = ()>,
+) -> Vec<(Vec<(StatusCode, String)>, Option<Duration>)> {
+    let client = client();
+    let started = std::time::Instant::now();
+    let traffic = hosts.iter().map(|host| {
+        let url = host.url(path);
+        let client = client.clone();
+        async move {
+            let (mut answers, mut first_new, mut new) = (Vec::new(), None, 0);
+            while new < 20 && started.elapsed() < Duration::from_secs(20) {
+                let answer = get(&client, &url).await;
+                if answer.1 == new_body {
+                    first_new.get_or_insert_with(|| started.elapsed());
+                    new += 1;
+                }
+                answers.push(answer);
+            }
+            (answers, first_new)
+        }
+    });
+    let (answers, ()) = tokio::join!(futures::future::join_all(traffic), switch);
+    answers
+}
+
 /// Asserts every demo endpoint of `host` answers its status and body.
 pub async fn assert_demo_endpoints_answer(host: &Host) {
     let client = client();
