@@ -76,7 +76,7 @@ const MEMORY_ENTRIES: usize = 64;
 /// process sharing the folder sees it; the interval bounds it to one small
 /// write per entry a minute however often reloads load it, while a minute
 /// is nothing against eviction, which ranks entries by use across rollouts.
-const TOUCH_EVERY: Duration = Duration::from_secs(60);
+pub const TOUCH_EVERY: Duration = Duration::from_secs(60);
 
 /// The first bytes of every disk entry (and its format's version).
 const MAGIC: &[u8; 8] = b"WHCWASM1";
@@ -341,37 +341,62 @@ impl CompileCache {
     /// Deletes the least recently used entries until the folder fits its
     /// bound, keeping `keep` (just written) unless it alone is too large.
     fn evict(&self, keep: &Path) {
-        let Some(dir) = &self.dir else { return };
-        let Ok(listing) = std::fs::read_dir(dir) else {
-            return;
-        };
-        let mut entries: Vec<(SystemTime, u64, PathBuf)> = listing
-            .filter_map(Result::ok)
-            .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
-            .filter_map(|e| {
-                let meta = e.metadata().ok()?;
-                Some((meta.modified().ok()?, meta.len(), e.path()))
-            })
-            .collect();
-        let mut total: u64 = entries.iter().map(|(_, len, _)| len).sum();
-        // Oldest first, the kept entry last.
-        entries.sort_by_key(|(used, _, path)| (path == keep, *used));
-        for (_, len, path) in entries {
-            if total <= self.max_disk_bytes {
-                break;
-            }
-            match std::fs::remove_file(&path) {
-                Ok(()) => {
-                    total -= len;
-                    tracing::info!(
-                        "compile cache over {} bytes: evicted {}",
-                        self.max_disk_bytes,
-                        path.display()
-                    );
-                }
-                Err(e) => tracing::warn!("cannot evict {}: {e}", path.display()),
-            }
+        if let Some(dir) = &self.dir {
+            evict_least_recently_used(dir, "cwasm", self.max_disk_bytes, keep, "compile cache");
         }
+    }
+}
+
+/// Removes the files ending in `.extension` (any file with `""`) in `dir`,
+/// least recently modified first, until they total at most `max_bytes`;
+/// `keep` (the file just written) goes last. `what` names the folder in the log.
+pub fn evict_least_recently_used(
+    dir: &Path,
+    extension: &str,
+    max_bytes: u64,
+    keep: &Path,
+    what: &str,
+) {
+    let Ok(listing) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<(SystemTime, u64, PathBuf)> = listing
+        .filter_map(Result::ok)
+        .filter(|e| extension.is_empty() || e.path().extension().is_some_and(|x| x == extension))
+        .filter_map(|e| {
+            let meta = e.metadata().ok()?;
+            meta.is_file().then_some(())?;
+            Some((meta.modified().ok()?, meta.len(), e.path()))
+        })
+        .collect();
+    let mut total: u64 = entries.iter().map(|(_, len, _)| len).sum();
+    // Oldest first, the kept entry last.
+    entries.sort_by_key(|(used, _, path)| (path == keep, *used));
+    for (_, len, path) in entries {
+        if total <= max_bytes {
+            break;
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => {
+                total -= len;
+                tracing::info!("{what} over {max_bytes} bytes: evicted {}", path.display());
+            }
+            Err(e) => tracing::warn!("cannot evict {}: {e}", path.display()),
+        }
+    }
+}
+
+/// Marks the file at `path` used now (its modification time, which
+/// eviction ranks by), unless it was marked within `every`.
+pub fn mark_used(path: &Path, every: Duration) {
+    let stale = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t.elapsed().is_ok_and(|age| age >= every));
+    if stale {
+        let _ = std::fs::File::options()
+            .write(true)
+            .open(path)
+            .and_then(|f| f.set_modified(SystemTime::now()));
     }
 }
 

@@ -287,7 +287,8 @@ impl Metrics {
         let changes = CounterVec::new(
             Opts::new(
                 name("route_changes_total"),
-                "Requested changes to what is served, by source (upload, file, watch, reload) \
+                "Requested changes to what is served, by source (upload, file, watch, reload, \
+                 config: the watched config file; pull: a component pulled from a registry) \
                  and result (ok, rejected).",
             ),
             &["source", "result"],

@@ -41,6 +41,21 @@ impl ComponentSource {
         }
     }
 
+    /// What makes two declarations the same (holds are per declaration):
+    /// the file or pattern; a reference's registry, repository and digest
+    /// (its tag then only documents, and editing it changes nothing), or
+    /// its tag when it has no digest.
+    pub fn identity(&self) -> String {
+        match self {
+            Self::Oci(reference) if reference.digest.is_some() => OciRef {
+                tag: None,
+                ..reference.clone()
+            }
+            .to_string(),
+            other => other.to_string(),
+        }
+    }
+
     /// The reference, for a registry source.
     pub fn oci(&self) -> Option<&OciRef> {
         match self {
@@ -77,6 +92,17 @@ mod tests {
         let oci = ComponentSource::parse("oci://127.0.0.1:5000/ep:v1", base).unwrap();
         assert_eq!(oci.to_string(), "oci://127.0.0.1:5000/ep:v1");
         assert!(oci.file().is_none());
+        let d = "@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let (v1, v2) = (
+            ComponentSource::parse(&format!("oci://r/ep:v1{d}"), base).unwrap(),
+            ComponentSource::parse(&format!("oci://r/ep:v2{d}"), base).unwrap(),
+        );
+        assert_eq!(
+            v1.identity(),
+            v2.identity(),
+            "a tag beside a digest only documents"
+        );
+        assert_ne!(oci.identity(), v1.identity());
         let e = ComponentSource::parse("https://example.com/ep.wasm", base).unwrap_err();
         assert!(e.contains("not `https://`"), "{e}");
         let e = ComponentSource::parse("oci://x/Ep:v1", base).unwrap_err();

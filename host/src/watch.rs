@@ -14,6 +14,11 @@
 //! live in (`component_file::folders_to_watch`), re-read after each change
 //! so a build folder that appears later is watched too.
 //!
+//! Looks that may wait on a registry (a config look, the periodic look,
+//! which pull what a table names or a tag refresh asks for) run in a task
+//! of their own, one at a time, so a slow or hung registry never holds up
+//! a file event.
+//!
 //! The config file's folder is watched too, as named (a mounted ConfigMap
 //! swaps its `..data` symlink there), and an event about the file, or about
 //! `..data`, that may have ended a change asks the owner to look at the
@@ -131,6 +136,10 @@ pub async fn run(control: Arc<Control>, what: Watched) -> Result<()> {
     let mut periodic =
         tokio::time::interval_at(tokio::time::Instant::now() + LOOK_EVERY, LOOK_EVERY);
     let mut look = Some(Look::Periodic); // the first look, once watching
+    // Looks that may wait on a registry run one at a time, in tasks of
+    // their own (a burst of events queues briefly; each look then finds
+    // the text it was woken for already read).
+    let slow_looks = Arc::new(tokio::sync::Mutex::new(()));
     let mut config_only = false;
     loop {
         let folders: BTreeSet<PathBuf> = if what.files {
@@ -163,19 +172,35 @@ pub async fn run(control: Arc<Control>, what: Watched) -> Result<()> {
         watched = folders;
         match look.take() {
             // A config event: the owner reloads, and then looks at the
-            // files of the routes it kept, by itself.
-            Some(look) if config_only => control.look_at_config(look).await,
-            Some(look) => {
+            // files of the routes it kept, by itself. Its own task: it may
+            // wait on a registry (a component the new table names), which
+            // must not hold up the next file event.
+            Some(look) if config_only => {
+                let (control, slow) = (control.clone(), slow_looks.clone());
+                tokio::spawn(async move {
+                    let _one_at_a_time = slow.lock().await;
+                    control.look_at_config(look).await;
+                });
+            }
+            // A file event: read from disk only, never a registry.
+            Some(look @ Look::Event) if what.files => control.look_at_files(look).await,
+            Some(Look::Event) => {}
+            Some(look @ Look::Periodic) => {
                 // The config first: a new table may re-point routes, whose
                 // files are then looked at as the new table names them.
                 // (Only periodically: a component's event says nothing of
                 // the config file, which may be half written right now.)
-                if what.config && matches!(look, Look::Periodic) {
-                    control.look_at_config(look).await;
-                }
-                if what.files {
-                    control.look_at_files(look).await;
-                }
+                // Its own task too: both may wait on a registry.
+                let (control, slow) = (control.clone(), slow_looks.clone());
+                tokio::spawn(async move {
+                    let _one_at_a_time = slow.lock().await;
+                    if what.config {
+                        control.look_at_config(look).await;
+                    }
+                    if what.files {
+                        control.look_at_files(look).await;
+                    }
+                });
             }
             None => {}
         }

@@ -15,11 +15,16 @@ use testkit::*;
 /// A route table: `/ep_one` from `reference`, `/error` from its file.
 /// (Registry settings are fixed at start: the hosts get them as flags.)
 fn table(reference: &str) -> Vec<u8> {
+    table_with(reference, &component("ep_error"))
+}
+
+/// A route table: `/ep_one` from `reference`, `/error` from `error`.
+fn table_with(reference: &str, error: &Path) -> Vec<u8> {
     config_text(
         "",
         &[
             ("/ep_one", PathBuf::from(reference)),
-            ("/error", component("ep_error")),
+            ("/error", error.to_path_buf()),
         ],
     )
     .into_bytes()
@@ -156,6 +161,10 @@ async fn what_a_registry_cannot_give_is_refused_and_the_old_version_serves() {
     let bad_blob = tampering_proxy(&registry, Tamper::Blob).await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("webapp.toml");
+    // `/error` from a file of the test's own, to change while a pull hangs.
+    let error_file = dir.path().join("ep_error.wasm");
+    std::fs::copy(component("ep_error"), &error_file).unwrap();
+    let table = |reference: &str| table_with(reference, &error_file);
     std::fs::write(&config, table(&v1)).unwrap();
     let cache = tempfile::tempdir().unwrap();
     let listed = format!("{host},{down},{hung},{bad_manifest},{bad_blob}");
@@ -242,9 +251,9 @@ async fn what_a_registry_cannot_give_is_refused_and_the_old_version_serves() {
         assert_eq!(on, 0.0);
     }
 
-    // A hung pull holds nothing else up: an operator's swap of another
-    // route, asked while a pull from the hung registry is under way, is
-    // answered before that pull gives up.
+    // A hung pull holds nothing else up: a new version of another route's
+    // file, and an operator's swap, both while a pull from the hung
+    // registry is under way, are served before that pull gives up.
     let pulling = format!("pulling oci://{hung}/");
     let pulls_before = pod.log().matches(&pulling).count();
     declare(table(&format!(
@@ -257,6 +266,23 @@ async fn what_a_registry_cannot_give_is_refused_and_the_old_version_serves() {
     )
     .await;
     let gave_up_before = pod.log().matches("within 4s").count();
+    let renamed = variant(&component("ep_error"), &nonce("file"));
+    rename_into_place(&renamed, &error_file);
+    eventually(
+        Duration::from_secs(10),
+        WithLog("the file's new version serves", &pod),
+        || async { served_route(&pod, "/error").await.0["digest"] == sha256_hex(&renamed) },
+    )
+    .await;
+    assert_eq!(
+        pod.log().matches("within 4s").count(),
+        gave_up_before,
+        "{}",
+        WithLog(
+            "the file event was served before the hung pull gave up",
+            &pod
+        )
+    );
     let error_variant = dir.path().join("ep_error_v2.wasm");
     std::fs::write(&error_variant, variant(&component("ep_error"), &nonce("e"))).unwrap();
     let body = serde_json::json!({"file": error_variant}).to_string();
@@ -341,6 +367,26 @@ async fn a_tag_is_resolved_once_and_a_restart_serves_from_the_cache_with_the_reg
     )
     .await;
 
+    // The component is lost from the cache (evicted, say): a restart pulls
+    // it again by the digest the tag resolved to, not by the tag (which
+    // names v2 by now).
+    drop(once);
+    for blob in std::fs::read_dir(cache.path().join("oci/blobs")).unwrap() {
+        std::fs::remove_file(blob.unwrap().path()).unwrap();
+    }
+    let once = pod(
+        &config,
+        cache.path(),
+        &["--no-watch-config", "--registry-insecure", &host],
+    );
+    assert_eq!(
+        get(&client, &once.url("/ep_one")).await.1,
+        "1",
+        "{}",
+        once.log()
+    );
+    assert_eq!(counted(&scrape(&once).await, "pull", "ok"), 1.0);
+
     // The registry goes down; a restart serves what was served, from the cache.
     registry.stop();
     drop(once);
@@ -404,4 +450,52 @@ fn a_component_that_cannot_be_pulled_at_start_stops_the_host_naming_it() {
         err.contains("route `/ep_one`") && err.contains(&reference) && err.contains("cannot pull"),
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_changed_while_a_pull_hangs_is_served_with_its_own_components() {
+    let Some(registry) = OciRegistry::start() else {
+        return;
+    };
+    let host = registry.host();
+    let v1 = publish(&registry, "v1", "ep_one").await;
+    let v2 = publish(&registry, "v2", "ep_two").await;
+    let (_hung, hung) = hung_registry();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("webapp.toml");
+    std::fs::write(&config, table(&v1)).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let listed = format!("{host},{hung}");
+    let args = ["--registry-insecure", &listed, "--registry-timeout", "4s"];
+    let pod = pod(&config, cache.path(), &args);
+    let client = client();
+    until_watching(&pod, dir.path()).await;
+    let declare = |text: Vec<u8>| {
+        std::fs::write(dir.path().join("next.toml"), &text).unwrap();
+        std::fs::rename(dir.path().join("next.toml"), &config).unwrap();
+    };
+
+    // A table naming a component on the hung registry; while its pull
+    // hangs, the file changes again, to a table naming v2 (never pulled).
+    let digest = v2.rsplit('@').next().unwrap();
+    declare(table(&format!("oci://{hung}/webapp/ep-one:x@{digest}")));
+    eventually(
+        Duration::from_secs(5),
+        WithLog("the pull from the hung registry begins", &pod),
+        || async { pod.log().contains(&format!("pulling oci://{hung}/")) },
+    )
+    .await;
+    declare(table(&v2));
+    // Once the hung pull gives up, the owner finds the text changed, pulls
+    // what the new one names, and serves it: no refusal of a text for
+    // components it was never given the chance to pull.
+    eventually(
+        Duration::from_secs(15),
+        WithLog("v2 serves", &pod),
+        || async { get(&client, &pod.url("/ep_one")).await.1 == "2" },
+    )
+    .await;
+    let scrape = scrape(&pod).await;
+    assert_eq!(counted(&scrape, "config", "rejected"), 0.0, "{}", pod.log());
+    assert_eq!(counted(&scrape, "config", "ok"), 1.0);
 }

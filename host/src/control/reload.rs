@@ -31,12 +31,9 @@ impl Control {
     /// at start: a file that changes one is refused, naming it. A bad file
     /// changes nothing.
     pub async fn reload(&self) -> Result<Reloaded, SwapError> {
-        if let Ok(text) = crate::config::read_text(&self.config_path) {
-            // An operator's reload looks again at everything: tags alone
-            // due to be resolved again (`registry.tag_refresh`) are too.
-            self.fetch_named_in(&text, true).await;
-        }
-        let mut owned = self.owned.lock().await;
+        // An operator's reload looks again at everything: tags alone due
+        // to be resolved again (`registry.tag_refresh`) are too.
+        let mut owned = self.lock_fetched(true, |_, _| true).await;
         tracing::info!(
             "reloading the route table from {}",
             self.config_path.display()
@@ -62,19 +59,14 @@ impl Control {
             // when its writer is done, reads it.
             return;
         }
-        // Components the text names from registries are fetched first,
-        // without the lock, unless this text has been looked at already.
-        if let Ok(text) = crate::config::read_text(&self.config_path) {
-            let digest = crate::cache::digest(text.as_bytes());
-            let owned = self.owned.lock().await;
-            let seen = owned.config_seen == digest
-                && !(owned.config_refused && matches!(look, Look::Periodic));
-            drop(owned);
-            if !seen {
-                self.fetch_named_in(&text, false).await;
-            }
-        }
-        let mut owned = self.owned.lock().await;
+        // Unless this text has been looked at already (and is not to be
+        // tried again), the components it names are fetched first.
+        let mut owned = self
+            .lock_fetched(false, |owned, digest| {
+                owned.config_seen != digest
+                    || (owned.config_refused && matches!(look, Look::Periodic))
+            })
+            .await;
         let text = match crate::config::read_text(&self.config_path) {
             Ok(text) => text,
             Err(e) => {
@@ -118,11 +110,38 @@ impl Control {
         }
     }
 
-    /// Fetches the components config `text` names from registries (before
-    /// the owner's lock is taken: the reload that follows reads the text
-    /// again under it, and finds them kept, or refuses the table with the
-    /// pull's error). A text that does not parse names nothing: the reload
-    /// says what is wrong with it. `refresh`: as `Control::fetch`.
+    /// The owner's lock, taken once the components the config file's text
+    /// names from registries are fetched (if `wanted(owned, digest of the
+    /// text)`, asked under the lock). Fetching is done without the lock;
+    /// if the text changed meanwhile, the new one's are fetched in turn (up
+    /// to three texts: a file changing faster than that is read as it is,
+    /// and what is missing refuses it with the reason). `refresh`: as
+    /// `Control::fetch`.
+    async fn lock_fetched(
+        &self,
+        refresh: bool,
+        wanted: impl Fn(&Owned, &str) -> bool,
+    ) -> tokio::sync::MutexGuard<'_, Owned> {
+        let mut fetched = None;
+        for _ in 0..3 {
+            let owned = self.owned.lock().await;
+            let Ok(text) = crate::config::read_text(&self.config_path) else {
+                return owned;
+            };
+            let digest = crate::cache::digest(text.as_bytes());
+            if fetched.as_ref() == Some(&digest) || !wanted(&owned, &digest) {
+                return owned;
+            }
+            drop(owned);
+            self.fetch_named_in(&text, refresh).await;
+            fetched = Some(digest);
+        }
+        self.owned.lock().await
+    }
+
+    /// Fetches the components config `text` names from registries. A text
+    /// that does not parse names nothing: the reload says what is wrong
+    /// with it.
     async fn fetch_named_in(&self, text: &str, refresh: bool) {
         let Ok(config) = Config::parse(text, &self.config_path, &self.overrides) else {
             return;
@@ -192,7 +211,8 @@ impl Control {
             let before = current
                 .endpoint(&route.path)
                 .filter(|e| e.limits == route.limits);
-            let same_component = before.is_some_and(|e| e.source == route.component);
+            let same_component =
+                before.is_some_and(|e| e.source.identity() == route.component.identity());
             let mut state = if same_component {
                 owned.routes.get(&route.path).cloned().unwrap_or_default()
             } else {

@@ -76,7 +76,7 @@ pub struct UnderWay {
 /// rolled back for its timeouts must not come back whole because the
 /// timeout was raised.
 pub fn entry_key(component: &ComponentSource) -> String {
-    let text = component.to_string();
+    let text = component.identity();
     crate::cache::digest(text.as_bytes())[..16].to_owned()
 }
 

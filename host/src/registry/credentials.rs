@@ -62,7 +62,7 @@ fn from_json(bytes: &[u8], registry: &str) -> Result<RegistryAuth, String> {
     };
     match (&entry.auth, &entry.username, &entry.password) {
         (_, Some(user), Some(password)) => Ok(RegistryAuth::Basic(user.clone(), password.clone())),
-        (Some(auth), _, _) => {
+        (Some(auth), _, _) if !auth.is_empty() => {
             let decoded = base64::engine::general_purpose::STANDARD
                 .decode(auth.trim())
                 .map_err(|e| format!("the `auth` of {registry} is not base64: {e}"))?;
@@ -73,9 +73,15 @@ fn from_json(bytes: &[u8], registry: &str) -> Result<RegistryAuth, String> {
                 .ok_or_else(|| format!("the `auth` of {registry} is not user:password"))?;
             Ok(RegistryAuth::Basic(user.to_owned(), password.to_owned()))
         }
-        _ => Err(format!(
-            "the entry of {registry} has neither `auth` nor `username` and `password`"
-        )),
+        // Docker Desktop with a credential helper (`credsStore`) writes
+        // empty entries: the helper holds the secret, which is not run.
+        _ => {
+            tracing::debug!(
+                "the docker config's entry for {registry} holds no credentials (a credential \
+                 helper's?): pulling anonymously"
+            );
+            Ok(RegistryAuth::Anonymous)
+        }
     }
 }
 
@@ -120,11 +126,12 @@ mod tests {
     }
 
     #[test]
-    fn a_damaged_file_is_an_error_naming_the_entry() {
+    fn a_damaged_entry_is_an_error_and_an_empty_one_anonymous() {
         let e = from_json(br#"{"auths": {"r": {"auth": "%%%"}}}"#, "r").unwrap_err();
         assert!(e.contains("not base64"), "{e}");
-        let e = from_json(br#"{"auths": {"r": {}}}"#, "r").unwrap_err();
-        assert!(e.contains("neither"), "{e}");
+        // An entry a credential helper holds the secret of: anonymous.
+        let helper = from_json(br#"{"auths": {"r": {}}, "credsStore": "desktop"}"#, "r");
+        assert!(matches!(helper.unwrap(), RegistryAuth::Anonymous));
         assert!(
             from_json(b"[1]", "r")
                 .unwrap_err()
