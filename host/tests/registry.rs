@@ -499,3 +499,82 @@ async fn a_table_changed_while_a_pull_hangs_is_served_with_its_own_components() 
     assert_eq!(counted(&scrape, "config", "rejected"), 0.0, "{}", pod.log());
     assert_eq!(counted(&scrape, "config", "ok"), 1.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_declared_by_digest_that_fails_is_rolled_back_and_held_back_on_every_host() {
+    let Some(registry) = OciRegistry::start() else {
+        return;
+    };
+    let host = registry.host();
+    let good = publish(&registry, "v1", "ep_one").await;
+    let bad = publish(&registry, "v2", "ep_error").await;
+    // `/ep_one` rolls out new declarations as a 50 % canary.
+    let declare = |reference: &str| {
+        format!(
+            "[[route]]\npath = \"/ep_one\"\ncomponent = \"{reference}\"\n\
+             [route.rollout]\ncanary = 50\n"
+        )
+        .into_bytes()
+    };
+    let volume = ConfigMapVolume::new(&[("webapp.toml", &declare(&good))]);
+    let config = volume.path("webapp.toml");
+    let caches = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let args = ["--registry-insecure", &host];
+    let mut pods = [
+        pod(&config, caches[0].path(), &args),
+        pod(&config, caches[1].path(), &args),
+    ];
+    for pod in &pods {
+        until_watching(pod, volume.dir.path()).await;
+    }
+    volume.update(&[("webapp.toml", &declare(&bad))]);
+    let client = client();
+    for pod in &pods {
+        eventually(
+            Duration::from_secs(30),
+            WithLog("the failing canary was rolled back on this pod", pod),
+            || async {
+                for _ in 0..10 {
+                    get(&client, &pod.url("/ep_one")).await;
+                }
+                rollout_decisions(&scrape(pod).await, "/ep_one", "rollback", "errors") == 1.0
+            },
+        )
+        .await;
+    }
+    // Held back on each pod, a restarted one too: only the stable version
+    // serves, and each says it is not on the declared version.
+    pods[1] = pod(&config, caches[1].path(), &args);
+    for pod in &pods {
+        for _ in 0..20 {
+            let answer = get(&client, &pod.url("/ep_one")).await;
+            assert_eq!(answer, (StatusCode::OK, "1".into()), "{}", pod.log());
+        }
+        let scrape = scrape(pod).await;
+        let on = value(
+            &scrape,
+            "webapp_route_on_declared_version",
+            &[("path", "/ep_one")],
+        );
+        assert_eq!(on, 0.0, "{}", pod.log());
+        let held = value(&scrape, "webapp_held_back_versions", &[("path", "/ep_one")]);
+        assert_eq!(held, 1.0);
+    }
+    // A new declaration (the good digest again) converges every pod.
+    volume.update(&[("webapp.toml", &declare(&good))]);
+    for pod in &pods {
+        eventually(
+            Duration::from_secs(10),
+            WithLog("back on the declared version", pod),
+            || async {
+                let scrape = scrape(pod).await;
+                value(
+                    &scrape,
+                    "webapp_route_on_declared_version",
+                    &[("path", "/ep_one")],
+                ) == 1.0
+            },
+        )
+        .await;
+    }
+}

@@ -99,9 +99,23 @@ impl Store {
     /// The state of the hosts on `config_path` under `cache_dir`, this one
     /// known by its `listen` setting.
     pub fn open(cache_dir: Option<&Path>, config_path: &Path, listen: &str) -> Self {
-        let config = config_path
-            .canonicalize()
-            .unwrap_or_else(|_| config_path.to_path_buf());
+        // The file's folder made absolute, not the file: a mounted
+        // ConfigMap's file is a link into a timestamped folder that every
+        // update replaces, and the state must outlive updates.
+        let config = match (config_path.parent(), config_path.file_name()) {
+            (Some(folder), Some(name)) => {
+                let folder = if folder.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    folder
+                };
+                folder
+                    .canonicalize()
+                    .map(|f| f.join(name))
+                    .unwrap_or_else(|_| config_path.to_path_buf())
+            }
+            _ => config_path.to_path_buf(),
+        };
         let key = crate::cache::digest(config.as_os_str().as_encoded_bytes());
         let dir = cache_dir.map(|d| d.join("state").join(&key[..16]));
         let own = dir.as_ref().and_then(|dir| {
@@ -387,6 +401,28 @@ mod tests {
         assert_eq!(two.bytes(&digest), Some(bytes));
         two.release("/x", |h| h.digest == d(0xbb));
         assert!(one.held_back().is_empty());
+    }
+
+    #[test]
+    fn a_config_file_linked_into_a_folder_that_updates_replace_keeps_its_state() {
+        // A mounted ConfigMap: `webapp.toml -> ..data/webapp.toml`, and
+        // `..data` re-pointed at a new timestamped folder by every update.
+        let cache = tempfile::tempdir().unwrap();
+        let volume = tempfile::tempdir().unwrap();
+        let link = |target: &str| {
+            std::fs::create_dir_all(volume.path().join(target)).unwrap();
+            std::fs::write(volume.path().join(target).join("webapp.toml"), "").unwrap();
+            let _ = std::fs::remove_file(volume.path().join("..data"));
+            std::os::unix::fs::symlink(target, volume.path().join("..data")).unwrap();
+        };
+        link("..2026_12_01_00_00_00.1");
+        std::os::unix::fs::symlink("..data/webapp.toml", volume.path().join("webapp.toml"))
+            .unwrap();
+        let config = volume.path().join("webapp.toml");
+        Store::open(Some(cache.path()), &config, "127.0.0.1:0").hold(held("/x", 0xbb));
+        link("..2026_12_01_00_00_01.2");
+        let after = Store::open(Some(cache.path()), &config, "127.0.0.1:0");
+        assert_eq!(after.held_back(), vec![held("/x", 0xbb)]);
     }
 
     #[test]
