@@ -376,3 +376,28 @@ async fn a_version_held_under_two_declarations_stays_held_under_each() {
     let (served, _) = served_route(&pod, "/ep_one").await;
     assert!(served["rollout"].is_null(), "{served}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_file_in_a_configmap_swaps_when_the_kubelet_updates_it() {
+    // A ConfigMap with the table and the component itself (`binaryData`),
+    // the route naming the file beside the table.
+    let table = b"[[route]]\npath = \"/ep_one\"\ncomponent = \"ep_one.wasm\"\n";
+    let one = std::fs::read(component("ep_one")).unwrap();
+    let two = std::fs::read(component("ep_two")).unwrap();
+    let volume = ConfigMapVolume::new(&[("webapp.toml", table), ("ep_one.wasm", &one)]);
+    let pod = host_on(&volume.path("webapp.toml"));
+    until_watching(&pod, volume.dir.path()).await;
+    let client = client();
+    assert_eq!(get(&client, &pod.url("/ep_one")).await.1, "1");
+    // The same table, the component's bytes changed: the folder switch
+    // alone brings the new version.
+    volume.update(&[("webapp.toml", table), ("ep_one.wasm", &two)]);
+    eventually(
+        Duration::from_secs(10),
+        WithLog("the ConfigMap's new component serves", &pod),
+        || async { get(&client, &pod.url("/ep_one")).await.1 == "2" },
+    )
+    .await;
+    let (route, _) = served_route(&pod, "/ep_one").await;
+    assert_eq!(route["digest"], sha256_hex(&two).as_str());
+}
