@@ -342,27 +342,33 @@ impl CompileCache {
     /// bound, keeping `keep` (just written) unless it alone is too large.
     fn evict(&self, keep: &Path) {
         if let Some(dir) = &self.dir {
-            evict_least_recently_used(dir, "cwasm", self.max_disk_bytes, keep, "compile cache");
+            evict_least_recently_used(
+                dir,
+                self.max_disk_bytes,
+                "compile cache",
+                |p| p.extension().is_some_and(|x| x == "cwasm"),
+                |p, _| p == keep,
+            );
         }
     }
 }
 
-/// Removes the files ending in `.extension` (any file with `""`) in `dir`,
-/// least recently modified first, until they total at most `max_bytes`;
-/// `keep` (the file just written) goes last. `what` names the folder in the log.
+/// Removes files of `dir` that `is_entry`, least recently modified first,
+/// until they total at most `max_bytes`, sparing those `spared(path,
+/// modified)` (they count, but stay). `what` names the folder in the log.
 pub fn evict_least_recently_used(
     dir: &Path,
-    extension: &str,
     max_bytes: u64,
-    keep: &Path,
     what: &str,
+    is_entry: impl Fn(&Path) -> bool,
+    spared: impl Fn(&Path, SystemTime) -> bool,
 ) {
     let Ok(listing) = std::fs::read_dir(dir) else {
         return;
     };
     let mut entries: Vec<(SystemTime, u64, PathBuf)> = listing
         .filter_map(Result::ok)
-        .filter(|e| extension.is_empty() || e.path().extension().is_some_and(|x| x == extension))
+        .filter(|e| is_entry(&e.path()))
         .filter_map(|e| {
             let meta = e.metadata().ok()?;
             meta.is_file().then_some(())?;
@@ -370,11 +376,13 @@ pub fn evict_least_recently_used(
         })
         .collect();
     let mut total: u64 = entries.iter().map(|(_, len, _)| len).sum();
-    // Oldest first, the kept entry last.
-    entries.sort_by_key(|(used, _, path)| (path == keep, *used));
-    for (_, len, path) in entries {
+    entries.sort_by_key(|(used, _, _)| *used); // oldest first
+    for (used, len, path) in entries {
         if total <= max_bytes {
             break;
+        }
+        if spared(&path, used) {
+            continue;
         }
         match std::fs::remove_file(&path) {
             Ok(()) => {

@@ -14,10 +14,12 @@
 //! live in (`component_file::folders_to_watch`), re-read after each change
 //! so a build folder that appears later is watched too.
 //!
-//! Looks that may wait on a registry (a config look, the periodic look,
-//! which pull what a table names or a tag refresh asks for) run in a task
-//! of their own, one at a time, so a slow or hung registry never holds up
-//! a file event.
+//! Looks that may wait on a registry (a config look, which pulls what a
+//! new table names; the periodic look, which retries a refused table and
+//! refreshes tags) run in tasks of their own, one per kind, each one at a
+//! time with asks made meanwhile coalesced into one more run: a slow or
+//! hung registry never holds up a file event, nor does a hung retry hold
+//! up the look at a config event (which may drop the hung reference).
 //!
 //! The config file's folder is watched too, as named (a mounted ConfigMap
 //! swaps its `..data` symlink there), and an event about the file, or about
@@ -97,6 +99,35 @@ fn watch_config(
     Ok(watcher)
 }
 
+/// A look run in a task of its own, one at a time: asked while it runs,
+/// it runs once more after (asks coalesce: one running, at most one due).
+struct Coalesced {
+    due: Arc<tokio::sync::Notify>,
+}
+
+impl Coalesced {
+    fn spawn<F, Fut>(look: F) -> Self
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let due = Arc::new(tokio::sync::Notify::new());
+        let woken = due.clone();
+        tokio::spawn(async move {
+            loop {
+                // `notify_one` keeps one permit while nothing waits.
+                woken.notified().await;
+                look().await;
+            }
+        });
+        Self { due }
+    }
+
+    fn ask(&self) {
+        self.due.notify_one();
+    }
+}
+
 /// What to watch.
 #[derive(Debug, Clone, Copy)]
 pub struct Watched {
@@ -136,10 +167,30 @@ pub async fn run(control: Arc<Control>, what: Watched) -> Result<()> {
     let mut periodic =
         tokio::time::interval_at(tokio::time::Instant::now() + LOOK_EVERY, LOOK_EVERY);
     let mut look = Some(Look::Periodic); // the first look, once watching
-    // Looks that may wait on a registry run one at a time, in tasks of
-    // their own (a burst of events queues briefly; each look then finds
-    // the text it was woken for already read).
-    let slow_looks = Arc::new(tokio::sync::Mutex::new(()));
+    // Looks that may wait on a registry, each kind in a task of its own.
+    let config_looks = Coalesced::spawn({
+        let control = control.clone();
+        move || {
+            let control = control.clone();
+            async move { control.look_at_config(Look::Event).await }
+        }
+    });
+    let periodic_looks = Coalesced::spawn({
+        let control = control.clone();
+        move || {
+            let control = control.clone();
+            async move {
+                // The config first: a new table may re-point routes, whose
+                // files are then looked at as the new table names them.
+                if what.config {
+                    control.look_at_config(Look::Periodic).await;
+                }
+                if what.files {
+                    control.look_at_files(Look::Periodic).await;
+                }
+            }
+        }
+    });
     let mut config_only = false;
     loop {
         let folders: BTreeSet<PathBuf> = if what.files {
@@ -172,36 +223,17 @@ pub async fn run(control: Arc<Control>, what: Watched) -> Result<()> {
         watched = folders;
         match look.take() {
             // A config event: the owner reloads, and then looks at the
-            // files of the routes it kept, by itself. Its own task: it may
-            // wait on a registry (a component the new table names), which
-            // must not hold up the next file event.
-            Some(look) if config_only => {
-                let (control, slow) = (control.clone(), slow_looks.clone());
-                tokio::spawn(async move {
-                    let _one_at_a_time = slow.lock().await;
-                    control.look_at_config(look).await;
-                });
-            }
+            // files of the routes it kept, by itself. In its own task: it
+            // may wait on a registry (a component the new table names).
+            Some(_) if config_only => config_looks.ask(),
             // A file event: read from disk only, never a registry.
             Some(look @ Look::Event) if what.files => control.look_at_files(look).await,
             Some(Look::Event) => {}
-            Some(look @ Look::Periodic) => {
-                // The config first: a new table may re-point routes, whose
-                // files are then looked at as the new table names them.
-                // (Only periodically: a component's event says nothing of
-                // the config file, which may be half written right now.)
-                // Its own task too: both may wait on a registry.
-                let (control, slow) = (control.clone(), slow_looks.clone());
-                tokio::spawn(async move {
-                    let _one_at_a_time = slow.lock().await;
-                    if what.config {
-                        control.look_at_config(look).await;
-                    }
-                    if what.files {
-                        control.look_at_files(look).await;
-                    }
-                });
-            }
+            // Only periodically does a files look read the config too: a
+            // component's event says nothing of the config file, which may
+            // be half written right now. In its own task: both may wait on
+            // a registry (a retried table, a tag refresh).
+            Some(Look::Periodic) => periodic_looks.ask(),
             None => {}
         }
         tokio::select! {

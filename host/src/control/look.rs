@@ -74,7 +74,7 @@ impl Control {
                 if first_offer {
                     tracing::warn!(
                         route = %path,
-                        from = %offer.from,
+                        file = %offer.from,
                         "the file now holds {}, held back on this route: not served (name it \
                          through the admin API, or give the route another component, to serve it)",
                         &offer.digest[..12]
@@ -93,7 +93,7 @@ impl Control {
             Action::Serve { canary } => {
                 tracing::info!(
                     route = %path,
-                    from = %offer.from,
+                    file = %offer.from,
                     "new version {}{} ({look:?})",
                     &offer.digest[..12],
                     offer.newest_of

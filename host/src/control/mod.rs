@@ -182,9 +182,9 @@ impl Control {
         owned.generation
     }
 
-    /// Copies the owner's knowledge for `GET /routes`, and publishes per
+    /// Copies the owner's knowledge for `GET /routes`, publishes per
     /// route the versions held back and whether it serves its declared
-    /// version.
+    /// version, and tells the registry side which components serve.
     fn show(&self, owned: &Owned) {
         *self.shown.lock().expect("shown lock") = Shown {
             generation: owned.generation,
@@ -193,6 +193,16 @@ impl Control {
         };
         let held = self.store.held_back();
         let routes = self.app.routes();
+        // What serves is never evicted from the components kept.
+        let serving = routes.endpoints().iter().flat_map(|e| {
+            let serving = e.serving();
+            let candidate = serving
+                .candidate
+                .as_ref()
+                .map(|(c, _)| c.component.digest.clone());
+            std::iter::once(serving.stable.component.digest.clone()).chain(candidate)
+        });
+        self.registry.in_use(serving.collect());
         for endpoint in routes.endpoints() {
             let Some(state) = owned.routes.get(endpoint.path.as_ref()) else {
                 continue;
@@ -335,7 +345,7 @@ fn load_offer(
         .map_err(|e| route_error(route, &format_args!("{e:#}")))?;
     tracing::info!(
         route = %route.path,
-        from = %offer.from,
+        file = %offer.from,
         digest = %&component.digest[..12],
         "serving, loaded in {:.0?} ({}){}",
         started.elapsed(),

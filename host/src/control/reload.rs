@@ -67,6 +67,9 @@ impl Control {
                     || (owned.config_refused && matches!(look, Look::Periodic))
             })
             .await;
+        if matches!(look, Look::Periodic) && recently_modified(&self.config_path) {
+            return; // written while the components were fetched: as above
+        }
         let text = match crate::config::read_text(&self.config_path) {
             Ok(text) => text,
             Err(e) => {

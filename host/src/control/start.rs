@@ -74,7 +74,7 @@ impl Control {
                     if interrupted {
                         tracing::warn!(
                             route = %route.path,
-                            from = %file,
+                            file = %file,
                             "the host stopped during a rollout to {digest}, which the file \
                              holds: serving the stable version {instead}; the canary is not \
                              resumed (rebuild, or start it through the admin API)"
@@ -82,7 +82,7 @@ impl Control {
                     } else {
                         tracing::warn!(
                             route = %route.path,
-                            from = %file,
+                            file = %file,
                             "the file holds {digest}, held back on this route (rolled back): \
                              serving {instead} instead"
                         );
@@ -94,7 +94,7 @@ impl Control {
                     // the admin API with it): the file serves, loudly.
                     tracing::error!(
                         route = %route.path,
-                        from = %file,
+                        file = %file,
                         "the file holds {digest}, held back on this route, but the version \
                          recorded to serve instead ({}) is no longer kept: serving the file; \
                          name a version through the admin API to replace it",

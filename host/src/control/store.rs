@@ -116,8 +116,17 @@ impl Store {
             }
             _ => config_path.to_path_buf(),
         };
-        let key = crate::cache::digest(config.as_os_str().as_encoded_bytes());
-        let dir = cache_dir.map(|d| d.join("state").join(&key[..16]));
+        let folder_of = |config: &Path| {
+            let key = crate::cache::digest(config.as_os_str().as_encoded_bytes());
+            cache_dir.map(|d| d.join("state").join(&key[..16]))
+        };
+        // Before, the key was the file resolved: a config file that is a
+        // link of its own keeps the state it had then.
+        let before = config_path.canonicalize().ok().and_then(|c| folder_of(&c));
+        let dir = match (folder_of(&config), before) {
+            (Some(now), Some(before)) if !now.exists() && before.exists() => Some(before),
+            (now, _) => now,
+        };
         let own = dir.as_ref().and_then(|dir| {
             let name: String = listen
                 .chars()
@@ -423,6 +432,21 @@ mod tests {
         link("..2026_12_01_00_00_01.2");
         let after = Store::open(Some(cache.path()), &config, "127.0.0.1:0");
         assert_eq!(after.held_back(), vec![held("/x", 0xbb)]);
+    }
+
+    #[test]
+    fn a_config_file_that_is_a_link_keeps_the_state_it_had_under_its_target() {
+        // The state was once keyed by the file resolved; a link to a file
+        // elsewhere must find it still.
+        let cache = tempfile::tempdir().unwrap();
+        let files = tempfile::tempdir().unwrap();
+        let target = files.path().join("real.toml");
+        std::fs::write(&target, "").unwrap();
+        let link = files.path().join("webapp.toml");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        Store::open(Some(cache.path()), &target, "127.0.0.1:0").hold(held("/x", 0xbb));
+        let through_the_link = Store::open(Some(cache.path()), &link, "127.0.0.1:0");
+        assert_eq!(through_the_link.held_back(), vec![held("/x", 0xbb)]);
     }
 
     #[test]

@@ -58,9 +58,14 @@ pub use reference::{OciRef, SCHEME};
 
 use crate::component_file::{self, MAX_COMPONENT_BYTES};
 
-/// Components kept (on disk or in memory) at most; least recently used
-/// evicted beyond it. Release components are ~76 KB: hundreds of versions.
+/// Components kept (on disk or in memory) beyond those in use; the least
+/// recently used of the others are evicted past it. Release components
+/// are ~76 KB: hundreds of versions.
 pub const MAX_KEPT_BYTES: u64 = 64 << 20;
+
+/// A component kept this recently is never evicted: a table being fetched
+/// (several components, pulled at once) is decided on within it.
+const SPARED_FOR: Duration = Duration::from_secs(600);
 
 /// How registries are reached (the `[registry]` settings, checked).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,7 +95,10 @@ struct Resolution {
 struct Failure {
     /// Why, as a change needing the component is refused with.
     why: String,
-    /// When it failed: a caller that waited for that pull takes it as its own.
+    /// What was pulled (`Pull::target`): a caller that waited for that
+    /// very pull takes its failure as its own.
+    target: String,
+    /// When it failed.
     at: Instant,
 }
 
@@ -105,6 +113,9 @@ struct Kept {
     blobs: HashMap<String, (Arc<Vec<u8>>, Instant)>,
     /// The last failed pull of each reference (its text).
     failures: HashMap<String, Failure>,
+    /// The digests of the components serving now (`Registry::in_use`):
+    /// never evicted.
+    in_use: std::collections::HashSet<String>,
 }
 
 /// Pulls components and keeps them.
@@ -113,6 +124,8 @@ pub struct Registry {
     /// `CACHE/oci`; `None`: memory only.
     dir: Option<PathBuf>,
     kept: Mutex<Kept>,
+    /// Held while `tags.json` is read, changed and written back.
+    tags_file: Mutex<()>,
     /// One pull of a reference at a time.
     pulling: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -152,6 +165,16 @@ enum Pull {
     Refresh(OciRef),
 }
 
+impl Pull {
+    /// What it asks the registry for, to tell pulls of one reference apart.
+    fn target(&self) -> String {
+        match self {
+            Self::Whole(reference) => reference.to_string(),
+            Self::Refresh(tag) => format!("{tag} (resolved again)"),
+        }
+    }
+}
+
 impl Registry {
     /// A registry side keeping what it pulls under `cache_dir/oci` (memory
     /// only without one).
@@ -165,6 +188,7 @@ impl Registry {
             config,
             dir,
             kept: Mutex::new(kept),
+            tags_file: Mutex::default(),
             pulling: Mutex::default(),
         }
     }
@@ -187,6 +211,12 @@ impl Registry {
             ..ClientConfig::default()
         });
         Ok((WasmClient::new(client), auth))
+    }
+
+    /// Records the digests of the components serving now (the owner's
+    /// call, after every change): they are never evicted.
+    pub fn in_use(&self, digests: std::collections::HashSet<String>) {
+        self.kept.lock().expect("kept lock").in_use = digests;
     }
 
     /// The component `reference` names, as kept: its bytes and digest. No
@@ -230,14 +260,16 @@ impl Registry {
             .or_default()
             .clone();
         let _one_at_a_time = lock.lock().await;
+        let pull = self.due(reference, refresh)?;
+        let target = pull.target();
         let failed_meanwhile = {
             let kept = self.kept.lock().expect("kept lock");
-            kept.failures.get(&key).is_some_and(|f| f.at > asked)
+            let failure = kept.failures.get(&key);
+            failure.is_some_and(|f| f.at > asked && f.target == target)
         };
         if failed_meanwhile {
-            return None; // the pull waited for failed just now: its error stands
+            return None; // the same pull, waited for, failed just now: its error stands
         }
-        let pull = self.due(reference, refresh)?;
         tracing::info!("pulling {reference}");
         let started = Instant::now();
         let result = match tokio::time::timeout(self.config.timeout, self.pull(pull)).await {
@@ -257,6 +289,7 @@ impl Registry {
                     key,
                     Failure {
                         why: e.clone(),
+                        target,
                         at: Instant::now(),
                     },
                 )
@@ -335,8 +368,10 @@ impl Registry {
                     digest: Some(manifest.clone()),
                     ..tag.clone()
                 };
-                if let Ok((_, digest)) = self.offer(&pinned) {
-                    self.resolved(&tag, &manifest);
+                if self.is_kept(&pinned)
+                    && let Some(digest) = self.component_of(manifest.trim_start_matches("sha256:"))
+                {
+                    self.resolved_off_thread(&tag, &manifest).await?;
                     return Ok(digest); // the tag names what is kept
                 }
                 (pinned, true)
@@ -362,7 +397,8 @@ impl Registry {
             .await
             .map_err(|e| format!("keeping it failed: {e}"))?;
         if resolving {
-            self.resolved(&reference, &pulled.manifest);
+            self.resolved_off_thread(&reference, &pulled.manifest)
+                .await?;
         }
         Ok(digest)
     }
@@ -405,7 +441,10 @@ impl Registry {
                 .insert(manifest_hex.clone(), digest.to_owned());
             kept.blobs
                 .insert(digest.to_owned(), (Arc::new(bytes), Instant::now()));
-            evict_from_memory(&mut kept.blobs, digest);
+            let in_use = kept.in_use.clone();
+            evict_from_memory(&mut kept.blobs, |d, used| {
+                in_use.contains(d) || used.elapsed() < SPARED_FOR
+            });
         };
         let Some(dir) = &self.dir else {
             in_memory(&mut self.kept.lock().expect("kept lock"), bytes);
@@ -419,13 +458,22 @@ impl Registry {
             )
         });
         match written {
-            Ok(()) => crate::cache::evict_least_recently_used(
-                &dir.join("blobs"),
-                "",
-                MAX_KEPT_BYTES,
-                &blob,
-                "components pulled",
-            ),
+            Ok(()) => {
+                let in_use = self.kept.lock().expect("kept lock").in_use.clone();
+                let name = |p: &Path| p.file_name().and_then(|n| n.to_str()).map(str::to_owned);
+                crate::cache::evict_least_recently_used(
+                    &dir.join("blobs"),
+                    MAX_KEPT_BYTES,
+                    "components pulled",
+                    // Kept components only (not a temporary file being written).
+                    |p| name(p).is_some_and(|n| reference::is_hex_digest(&n)),
+                    |p, modified| {
+                        p == blob
+                            || name(p).is_some_and(|n| in_use.contains(&n))
+                            || modified.elapsed().is_ok_and(|age| age < SPARED_FOR)
+                    },
+                );
+            }
             Err(e) => {
                 // Served from memory this run; a restart pulls it again.
                 tracing::warn!("cannot keep {manifest} in {}: {e}", dir.display());
@@ -434,9 +482,21 @@ impl Registry {
         }
     }
 
+    /// [`Self::resolved`], off the async threads.
+    async fn resolved_off_thread(
+        self: &Arc<Self>,
+        tag: &OciRef,
+        manifest: &str,
+    ) -> Result<(), String> {
+        let (this, tag, manifest) = (self.clone(), tag.clone(), manifest.to_owned());
+        tokio::task::spawn_blocking(move || this.resolved(&tag, &manifest))
+            .await
+            .map_err(|e| format!("recording the tag's resolution failed: {e}"))
+    }
+
     /// Records that `tag` resolved to `manifest` (after its component is
     /// kept: a resolution never names what is not there), on disk merged
-    /// with what other hosts on the folder recorded.
+    /// with what other hosts on the folder recorded. Blocking.
     fn resolved(&self, tag: &OciRef, manifest: &str) {
         let Some(key) = tag.tag_key() else { return };
         let resolution = Resolution {
@@ -447,6 +507,7 @@ impl Registry {
         kept.tags.insert(key.clone(), resolution.clone());
         drop(kept);
         if let Some(dir) = &self.dir {
+            let _one_writer = self.tags_file.lock().expect("tags file lock");
             let mut tags = read_tags(dir);
             tags.insert(key, resolution);
             let written = serde_json::to_vec_pretty(&tags)
@@ -530,13 +591,16 @@ fn check_manifest_digest(manifest: &str) -> Result<(), String> {
 }
 
 /// Drops the least recently used components kept in memory beyond
-/// [`MAX_KEPT_BYTES`] (never `keep`).
-fn evict_from_memory(blobs: &mut HashMap<String, (Arc<Vec<u8>>, Instant)>, keep: &str) {
+/// [`MAX_KEPT_BYTES`], sparing those `spared(digest, last used)`.
+fn evict_from_memory(
+    blobs: &mut HashMap<String, (Arc<Vec<u8>>, Instant)>,
+    spared: impl Fn(&str, Instant) -> bool,
+) {
     let mut total: u64 = blobs.values().map(|(b, _)| b.len() as u64).sum();
     while total > MAX_KEPT_BYTES {
         let Some(oldest) = blobs
             .iter()
-            .filter(|(digest, _)| digest.as_str() != keep)
+            .filter(|(digest, (_, used))| !spared(digest, *used))
             .min_by_key(|(_, (_, used))| *used)
             .map(|(digest, _)| digest.clone())
         else {
@@ -591,7 +655,7 @@ mod tests {
             blobs.insert(name.to_string(), (Arc::new(vec![0u8; chunk]), used));
         }
         // Over the bound by one chunk: the oldest goes, never the one kept.
-        evict_from_memory(&mut blobs, "a");
+        evict_from_memory(&mut blobs, |digest, _| digest == "a");
         let mut left: Vec<_> = blobs.keys().cloned().collect();
         left.sort();
         assert_eq!(left, ["a", "c"]);
