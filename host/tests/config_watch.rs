@@ -238,17 +238,7 @@ async fn a_configmap_canary_that_fails_is_rolled_back_and_held_back_on_every_hos
     volume.update(&[("webapp.toml", &declare("ep_error"))]);
     let client = client();
     for pod in &pods {
-        eventually(
-            Duration::from_secs(30),
-            WithLog("the failing canary was rolled back on this pod", pod),
-            || async {
-                for _ in 0..10 {
-                    get(&client, &pod.url("/ep_one")).await;
-                }
-                rollout_decisions(&scrape(pod).await, "/ep_one", "rollback", "errors") == 1.0
-            },
-        )
-        .await;
+        until_rolled_back_for_errors(pod, "/ep_one").await;
         // Held back: only the stable version serves, and the pod says it
         // is not on the declared version.
         for _ in 0..20 {
@@ -273,19 +263,7 @@ async fn a_configmap_canary_that_fails_is_rolled_back_and_held_back_on_every_hos
     // the stable version's own component, ends on it at once).
     volume.update(&[("webapp.toml", &declare("ep_one"))]);
     for pod in &pods {
-        eventually(
-            Duration::from_secs(10),
-            WithLog("back on the declared version", pod),
-            || async {
-                let scrape = scrape(pod).await;
-                value(
-                    &scrape,
-                    "webapp_route_on_declared_version",
-                    &[("path", "/ep_one")],
-                ) == 1.0
-            },
-        )
-        .await;
+        until_on_declared_version(pod, "/ep_one").await;
     }
     // An operator's canary under way when the declaration goes back to the
     // held-back component: that rollout ends (it must not go on under a

@@ -173,10 +173,7 @@ async fn what_a_registry_cannot_give_is_refused_and_the_old_version_serves() {
     let client = client();
     until_watching(&pod, dir.path()).await;
     assert_eq!(get(&client, &pod.url("/ep_one")).await.1, "1");
-    let declare = |text: Vec<u8>| {
-        std::fs::write(dir.path().join("next.toml"), &text).unwrap();
-        std::fs::rename(dir.path().join("next.toml"), &config).unwrap();
-    };
+    let declare = |text: Vec<u8>| rename_into_place(&text, &config);
 
     // Each bad declaration, and the words its refusal must carry.
     let port = registry.addr.port();
@@ -470,10 +467,7 @@ async fn a_table_changed_while_a_pull_hangs_is_served_with_its_own_components() 
     let pod = pod(&config, cache.path(), &args);
     let client = client();
     until_watching(&pod, dir.path()).await;
-    let declare = |text: Vec<u8>| {
-        std::fs::write(dir.path().join("next.toml"), &text).unwrap();
-        std::fs::rename(dir.path().join("next.toml"), &config).unwrap();
-    };
+    let declare = |text: Vec<u8>| rename_into_place(&text, &config);
 
     // A table naming a component on the hung registry; while its pull
     // hangs, the file changes again, to a table naming v2 (never pulled).
@@ -530,17 +524,7 @@ async fn a_canary_declared_by_digest_that_fails_is_rolled_back_and_held_back_on_
     volume.update(&[("webapp.toml", &declare(&bad))]);
     let client = client();
     for pod in &pods {
-        eventually(
-            Duration::from_secs(30),
-            WithLog("the failing canary was rolled back on this pod", pod),
-            || async {
-                for _ in 0..10 {
-                    get(&client, &pod.url("/ep_one")).await;
-                }
-                rollout_decisions(&scrape(pod).await, "/ep_one", "rollback", "errors") == 1.0
-            },
-        )
-        .await;
+        until_rolled_back_for_errors(pod, "/ep_one").await;
     }
     // Held back on each pod, a restarted one too: only the stable version
     // serves, and each says it is not on the declared version.
@@ -563,18 +547,6 @@ async fn a_canary_declared_by_digest_that_fails_is_rolled_back_and_held_back_on_
     // A new declaration (the good digest again) converges every pod.
     volume.update(&[("webapp.toml", &declare(&good))]);
     for pod in &pods {
-        eventually(
-            Duration::from_secs(10),
-            WithLog("back on the declared version", pod),
-            || async {
-                let scrape = scrape(pod).await;
-                value(
-                    &scrape,
-                    "webapp_route_on_declared_version",
-                    &[("path", "/ep_one")],
-                ) == 1.0
-            },
-        )
-        .await;
+        until_on_declared_version(pod, "/ep_one").await;
     }
 }

@@ -696,6 +696,41 @@ pub fn rename_into_place(bytes: &[u8], target: &Path) {
     std::fs::rename(&aside, target).unwrap();
 }
 
+/// Sends requests to `path` on `host` until its canary has been rolled
+/// back for its errors (within 30 s).
+pub async fn until_rolled_back_for_errors(host: &Host, path: &str) {
+    let client = client();
+    eventually(
+        Duration::from_secs(30),
+        WithLog("the failing canary was rolled back", host),
+        || async {
+            for _ in 0..10 {
+                get(&client, &host.url(path)).await;
+            }
+            rollout_decisions(&scrape(host).await, path, "rollback", "errors") == 1.0
+        },
+    )
+    .await;
+}
+
+/// Waits until `host` says (`webapp_route_on_declared_version`) that route
+/// `path` serves its declared version.
+pub async fn until_on_declared_version(host: &Host, path: &str) {
+    eventually(
+        Duration::from_secs(10),
+        WithLog(&format!("{path} back on its declared version"), host),
+        || async {
+            let scrape = scrape(host).await;
+            value(
+                &scrape,
+                "webapp_route_on_declared_version",
+                &[("path", path)],
+            ) == 1.0
+        },
+    )
+    .await;
+}
+
 /// Waits until `host` watches `folder` (a change before that is not seen);
 /// returns the log line's text.
 pub async fn until_watching(host: &Host, folder: &Path) -> String {
