@@ -25,6 +25,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cache::is_digest;
 use crate::source::ComponentSource;
 
 /// Largest state file read back (a few hundred bytes per route).
@@ -345,12 +346,6 @@ fn lock_within(lock: &File, within: std::time::Duration) -> std::io::Result<()> 
             Err(e) => return Err(std::io::Error::other(e)),
         }
     }
-}
-
-/// Whether `text` is a digest as this host writes them (64 lowercase hex):
-/// anything else in a state file is damage, ignored.
-fn is_digest(text: &str) -> bool {
-    text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// A state file's content; `None` if missing, and (with a warning) if

@@ -466,7 +466,7 @@ impl Registry {
                     MAX_KEPT_BYTES,
                     "components pulled",
                     // Kept components only (not a temporary file being written).
-                    |p| name(p).is_some_and(|n| reference::is_hex_digest(&n)),
+                    |p| name(p).is_some_and(|n| crate::cache::is_digest(&n)),
                     |p, modified| {
                         p == blob
                             || name(p).is_some_and(|n| in_use.contains(&n))
@@ -532,7 +532,7 @@ impl Registry {
 
     /// The component digest a kept manifest names.
     fn component_of(&self, manifest_hex: &str) -> Option<String> {
-        if !reference::is_hex_digest(manifest_hex) {
+        if !crate::cache::is_digest(manifest_hex) {
             return None;
         }
         if let Some(digest) = self
@@ -547,7 +547,7 @@ impl Registry {
         let file = self.dir.as_ref()?.join("manifests").join(manifest_hex);
         let text = component_file::read(&file, 64).ok()?;
         let digest = String::from_utf8(text).ok()?;
-        reference::is_hex_digest(&digest).then_some(digest)
+        crate::cache::is_digest(&digest).then_some(digest)
     }
 
     /// A kept component's bytes, checked against its digest, and marked used.
@@ -581,7 +581,7 @@ impl Registry {
 /// the host keys on, and names files after).
 fn check_manifest_digest(manifest: &str) -> Result<(), String> {
     let hex = manifest.strip_prefix("sha256:").unwrap_or_default();
-    if reference::is_hex_digest(hex) {
+    if crate::cache::is_digest(hex) {
         Ok(())
     } else {
         Err(format!(

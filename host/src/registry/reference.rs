@@ -83,7 +83,7 @@ impl OciRef {
         }
         if let Some(digest) = digest {
             let hex = digest.strip_prefix("sha256:").unwrap_or_default();
-            if !is_hex_digest(hex) {
+            if !crate::cache::is_digest(hex) {
                 return bad("the digest must be sha256: and 64 lowercase hex digits");
             }
         }
@@ -133,11 +133,6 @@ impl fmt::Display for OciRef {
         }
         Ok(())
     }
-}
-
-/// Whether `text` is 64 lowercase hex digits.
-pub fn is_hex_digest(text: &str) -> bool {
-    text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 #[cfg(test)]
