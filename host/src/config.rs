@@ -660,6 +660,14 @@ impl Config {
         })
     }
 
+    /// The registry references the routes name (`oci://...`).
+    pub fn references(&self) -> Vec<crate::registry::OciRef> {
+        self.routes
+            .iter()
+            .filter_map(|r| r.component.oci().cloned())
+            .collect()
+    }
+
     /// The settings that differ between `self` and `other` among those a
     /// reload cannot change (all but the routes and `request_timeout`), by key.
     pub fn fixed_settings_changed(&self, other: &Config) -> Vec<String> {

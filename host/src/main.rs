@@ -93,12 +93,7 @@ fn run(args: &cli::Args) -> Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     // Components from registries are pulled before the routes load (those
     // kept from an earlier run are not: a registry down serves them still).
-    let references: Vec<_> = config
-        .routes
-        .iter()
-        .filter_map(|r| r.component.oci().cloned())
-        .collect();
-    for fetched in runtime.block_on(registry.fetch(&references, false)) {
+    for fetched in runtime.block_on(registry.fetch(&config.references(), false)) {
         metrics.observe_change("pull", fetched.result.is_ok());
         fetched.log();
     }

@@ -33,12 +33,15 @@ impl Control {
     pub async fn reload(&self) -> Result<Reloaded, SwapError> {
         // An operator's reload looks again at everything: tags alone due
         // to be resolved again (`registry.tag_refresh`) are too.
-        let mut owned = self.lock_fetched(true, |_, _| true).await;
+        let (mut owned, read) = self.lock_fetched(true, |_, _| true).await;
         tracing::info!(
             "reloading the route table from {}",
             self.config_path.display()
         );
-        let result = self.reload_locked(&mut owned).await;
+        let result = match read {
+            Ok((text, digest)) => self.reload_text(&mut owned, &text, digest).await,
+            Err(e) => Err(SwapError::Rejected(format!("{e:#}"))),
+        };
         self.app.metrics().observe_change("reload", result.is_ok());
         if let Err(e) = &result {
             tracing::warn!("reload refused, nothing changed: {e}");
@@ -61,7 +64,7 @@ impl Control {
         }
         // Unless this text has been looked at already (and is not to be
         // tried again), the components it names are fetched first.
-        let mut owned = self
+        let (mut owned, read) = self
             .lock_fetched(false, |owned, digest| {
                 owned.config_seen != digest
                     || (owned.config_refused && matches!(look, Look::Periodic))
@@ -70,8 +73,8 @@ impl Control {
         if matches!(look, Look::Periodic) && recently_modified(&self.config_path) {
             return; // written while the components were fetched: as above
         }
-        let text = match crate::config::read_text(&self.config_path) {
-            Ok(text) => text,
+        let (text, digest) = match read {
+            Ok(read) => read,
             Err(e) => {
                 // Said once per state of the file, like a text.
                 let seen = format!("unreadable: {e:#}");
@@ -82,7 +85,6 @@ impl Control {
                 return;
             }
         };
-        let digest = crate::cache::digest(text.as_bytes());
         let retry = owned.config_seen == digest;
         if retry && !(owned.config_refused && matches!(look, Look::Periodic)) {
             return;
@@ -120,26 +122,39 @@ impl Control {
     /// to three texts: a file changing faster than that is read as it is,
     /// and what is missing refuses it with the reason). `refresh`: as
     /// `Control::fetch`.
+    ///
+    /// Returns the guard with the file's text as read under it, and the
+    /// text's digest: what the caller decides on.
     async fn lock_fetched(
         &self,
         refresh: bool,
         wanted: impl Fn(&Owned, &str) -> bool,
-    ) -> tokio::sync::MutexGuard<'_, Owned> {
+    ) -> (
+        tokio::sync::MutexGuard<'_, Owned>,
+        wasmtime::Result<(String, String)>,
+    ) {
+        let read = || {
+            crate::config::read_text(&self.config_path).map(|text| {
+                let digest = crate::cache::digest(text.as_bytes());
+                (text, digest)
+            })
+        };
         let mut fetched = None;
         for _ in 0..3 {
             let owned = self.owned.lock().await;
-            let Ok(text) = crate::config::read_text(&self.config_path) else {
-                return owned;
+            let (text, digest) = match read() {
+                Ok(read) => read,
+                Err(e) => return (owned, Err(e)),
             };
-            let digest = crate::cache::digest(text.as_bytes());
             if fetched.as_ref() == Some(&digest) || !wanted(&owned, &digest) {
-                return owned;
+                return (owned, Ok((text, digest)));
             }
             drop(owned);
             self.fetch_named_in(&text, refresh).await;
             fetched = Some(digest);
         }
-        self.owned.lock().await
+        let owned = self.owned.lock().await;
+        (owned, read())
     }
 
     /// Fetches the components config `text` names from registries. A text
@@ -149,19 +164,7 @@ impl Control {
         let Ok(config) = Config::parse(text, &self.config_path, &self.overrides) else {
             return;
         };
-        let references: Vec<_> = config
-            .routes
-            .iter()
-            .filter_map(|r| r.component.oci().cloned())
-            .collect();
-        self.fetch(&references, refresh).await;
-    }
-
-    async fn reload_locked(&self, owned: &mut Owned) -> Result<Reloaded, SwapError> {
-        let text = crate::config::read_text(&self.config_path)
-            .map_err(|e| SwapError::Rejected(format!("{e:#}")))?;
-        let digest = crate::cache::digest(text.as_bytes());
-        self.reload_text(owned, &text, digest).await
+        self.fetch(&config.references(), refresh).await;
     }
 
     /// Serves the route table of the config `text` (read from the file;
