@@ -303,7 +303,9 @@ pub struct HttpSettings {
     pub max_body_bytes: Option<u64>,
 
     /// Client connections open at once; beyond it a connection gets 503
-    /// and is closed [key: http.max_connections; default 10000].
+    /// and is closed. Lowered, with a warning, to fit the limit on open
+    /// files (`ulimit -n`, raised to its hard value first)
+    /// [key: http.max_connections; default 10000].
     #[arg(long, env = "WEBAPP_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
 

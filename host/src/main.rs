@@ -30,6 +30,7 @@ mod guest;
 mod judge;
 mod labels;
 mod metrics;
+mod open_files;
 mod process;
 mod registry;
 mod rollout;
@@ -51,7 +52,10 @@ use wasmtime::{Result, format_err};
 /// Every request allocates and frees a few dozen small objects across
 /// threads (store, WASI context, instances, bodies): mimalloc does that
 /// faster than glibc's malloc, and with 10,000 requests in flight it holds
-/// less memory (arena commit on demand: `.cargo/config.toml`).
+/// less memory (arena commit on demand: `.cargo/config.toml`). The feature
+/// `system-allocator` keeps glibc's, for heap profilers that see only it
+/// (valgrind's DHAT: where the bytes of a request in flight go).
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -151,6 +151,70 @@ async fn connections_past_the_cap_get_503_and_a_close() {
     );
 }
 
+/// A process may open only so many files, and each connection is one:
+/// past the limit the kernel refuses the accept, and a new connection
+/// waits unanswered in the backlog. The cap is fitted below the limit
+/// instead, so the connection past it gets its 503 and a close at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_what_the_process_may_open_get_503_at_once() {
+    // 400 files: the cap (10,000 by default) is fitted to 200.
+    let host = Host::start_with_open_files(&config(""), &[], 400);
+    let mut held = Vec::new();
+    for _ in 0..200 {
+        held.push(TcpStream::connect(host.addr).await.unwrap());
+    }
+    // Each held connection is accepted once it has answered.
+    for stream in &mut held {
+        stream
+            .write_all(b"GET /error HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 256];
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(
+            buf[..n].starts_with(b"HTTP/1.1 500"),
+            "{}",
+            WithLog("", &host)
+        );
+    }
+    let mut extra = Vec::new();
+    for _ in 0..250 {
+        let mut stream = TcpStream::connect(host.addr).await.unwrap();
+        stream
+            .write_all(b"GET /ep_one HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        extra.push(stream);
+    }
+    for stream in &mut extra {
+        let (answer, closed) = read_until_closed(stream, Duration::from_secs(5)).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 503") && closed,
+            "{answer}{}",
+            WithLog("", &host)
+        );
+    }
+    assert!(
+        host.log()
+            .contains("http.max_connections is 10000, but the process may open only 400 files"),
+        "{}",
+        host.log()
+    );
+
+    // Closed connections free their places as the host sees them close.
+    held.truncate(2);
+    drop(extra);
+    eventually(
+        Duration::from_secs(10),
+        WithLog("places freed by closed connections", &host),
+        || async { get(&client(), &host.url("/metrics")).await.0 == StatusCode::OK },
+    )
+    .await;
+    let scrape = scrape(&host).await;
+    assert!(value(&scrape, "webapp_http_connections_rejected_total", &[]) >= 250.0);
+    assert_demo_endpoints_answer(&host).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_past_the_in_flight_cap_get_503() {
     let host = Host::start(&config("max_in_flight = 4\n"), &[]);

@@ -227,7 +227,38 @@ impl Host {
         Host::start_with_file("127.0.0.1:0", &path, args, dir)
     }
 
+    /// Like [`Host::start`], in a process that may open only `limit`
+    /// files (`RLIMIT_NOFILE`, soft and hard: what `ulimit -Hn` sets).
+    pub fn start_with_open_files(config: &str, args: &[&str], limit: u64) -> Host {
+        use std::os::unix::process::CommandExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("webapp.toml");
+        std::fs::write(&path, config).unwrap();
+        let mut command = Host::command("127.0.0.1:0", &path, args);
+        // SAFETY: only setrlimit runs between fork and exec.
+        unsafe {
+            command.pre_exec(move || {
+                let open_files = libc::rlimit {
+                    rlim_cur: limit,
+                    rlim_max: limit,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &open_files) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        Host::spawn(command, dir)
+    }
+
     fn start_with_file(listen: &str, path: &Path, args: &[&str], dir: tempfile::TempDir) -> Host {
+        Host::spawn(Host::command(listen, path, args), dir)
+    }
+
+    /// The host binary on the config file at `path`, on `listen`, with
+    /// `args` and the test defaults.
+    fn command(listen: &str, path: &Path, args: &[&str]) -> Command {
         assert!(
             listen.starts_with("127.0.0.1:"),
             "tests only serve on loopback"
@@ -258,7 +289,7 @@ impl Host {
             // The host's own info lines (loads, swaps, reloads) are what
             // tests wait for; its dependencies' only when they warn.
             .env("RUST_LOG", "warn,host=info");
-        Host::spawn(command, dir)
+        command
     }
 
     /// Starts the host binary exactly as `cargo run -p host` does from the

@@ -3,9 +3,13 @@
 //! The same server loop shape as the host (tokio multi-thread, hyper
 //! HTTP/1.1, one task per connection), minus everything that makes it a
 //! Wasm host, so the difference between the two is the cost of Wasm.
+//! Like the `hello` component, `.../sleep?N` answers after N milliseconds:
+//! the floor of the host's concurrency sweep (what holding N requests in
+//! flight costs a plain hyper server).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use bytes::Bytes;
 use clap::Parser;
@@ -16,7 +20,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-/// Answer every request with 200 "hello".
+/// Answer every request with 200 "hello" (after N ms for `.../sleep?N`).
 #[derive(Parser)]
 struct Args {
     /// Address to listen on.
@@ -36,7 +40,10 @@ async fn main() -> std::io::Result<()> {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
-            let service = service_fn(|_: Request<hyper::body::Incoming>| async {
+            let service = service_fn(|request: Request<hyper::body::Incoming>| async move {
+                if let Some(ms) = sleep_ms(request.uri()) {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                }
                 Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"hello"))))
             });
             let _ = http1::Builder::new()
@@ -44,4 +51,13 @@ async fn main() -> std::io::Result<()> {
                 .await;
         });
     }
+}
+
+/// The sleep `uri` asks for: `.../sleep?N` is N ms (100 without a number),
+/// as the `hello` component reads it; anything else answers at once.
+fn sleep_ms(uri: &hyper::Uri) -> Option<u64> {
+    if !uri.path().ends_with("/sleep") {
+        return None;
+    }
+    Some(uri.query().and_then(|q| q.parse().ok()).unwrap_or(100))
 }
