@@ -32,7 +32,7 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// (its own, plus the WASI adapter's); these bound one component's share of
 /// the pool.
 const CORE_INSTANCES_PER_COMPONENT: u32 = 8;
-const MEMORIES_PER_COMPONENT: u32 = 2;
+pub const MEMORIES_PER_COMPONENT: u32 = 2;
 const TABLES_PER_COMPONENT: u32 = 4;
 
 /// wasmtime reserves 4 GiB of address space per linear memory slot by

@@ -28,9 +28,9 @@ mod control;
 mod engine;
 mod guest;
 mod judge;
+mod kernel_limits;
 mod labels;
 mod metrics;
-mod open_files;
 mod process;
 mod registry;
 mod rollout;
@@ -78,7 +78,8 @@ fn main() -> ExitCode {
 
 fn run(args: &cli::Args) -> Result<()> {
     let text = config::read_text(&args.config)?;
-    let config = config::Config::from_text(&text, &args.config, &args.settings)?;
+    let mut config = config::Config::from_text(&text, &args.config, &args.settings)?;
+    kernel_limits::fit(&mut config)?;
     let fuel = config.routes.iter().any(|r| r.limits.fuel.is_some());
     let engine = Arc::new(engine::WasmEngine::new(
         &config.pool,

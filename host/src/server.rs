@@ -6,8 +6,8 @@
 //! bounded where it is read (`body.rs`, `admin.rs`); a write that makes no
 //! progress for the send timeout ends the connection (`connection.rs`).
 //! Past the connection cap (fitted to what the process may open,
-//! `open_files.rs`) a new connection gets a plain 503 and is closed rather
-//! than queued.
+//! `kernel_limits.rs`) a new connection gets a plain 503 and is closed
+//! rather than queued.
 //!
 //! The public listener ([`serve`]) serves the app; the probes-and-metrics
 //! listener ([`serve_operator`], `ops_listen`) and the admin API share
@@ -40,7 +40,6 @@ use tokio::sync::Semaphore;
 use crate::app::App;
 use crate::config::{Config, HttpLimits};
 use crate::connection::{Delivery, WriteTimeout};
-use crate::open_files;
 
 /// Connections the probes-and-metrics listener keeps open at once: probes
 /// and scrapers need a handful.
@@ -169,9 +168,7 @@ pub async fn serve(
 ) {
     let limits = config.http;
     let http = http1(&limits);
-    let connections = Arc::new(Semaphore::new(open_files::fit_connections(
-        limits.max_connections,
-    )));
+    let connections = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
 
     let drain = async {

@@ -215,6 +215,84 @@ async fn connections_past_what_the_process_may_open_get_503_at_once() {
     assert_demo_endpoints_answer(&host).await;
 }
 
+/// The kernel's limit on memory mappings (`vm.max_map_count`), read here
+/// so the tests hold on a machine that raised it.
+fn max_map_count() -> u64 {
+    std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// The instance pool maps each of its stacks with a guard page, and each
+/// memory in use splits its slot: past `vm.max_map_count` every mmap fails,
+/// instantiation with a 500 and then the heap allocator, which aborts the
+/// host. The in-flight cap is fitted below it instead: 503s, not failures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_past_what_the_kernel_can_map_get_503_not_a_failure() {
+    // Stacks that leave 200 mappings beyond the host's reserve of 4,096:
+    // 50 instances of two mappings each, counted twice for safety.
+    let instances = (max_map_count() - 4096 - 200) / 2;
+    let mut routes = demo_routes();
+    routes.push(("/hello/sleep", component("hello")));
+    let host = Host::start(
+        &config_text(&format!("[pool]\nmax_instances = {instances}\n"), &routes),
+        &[],
+    );
+    let warning = format!(
+        "http.max_in_flight is {instances}, but with pool.max_instances {instances} the kernel's"
+    );
+    assert!(host.log().contains(&warning), "{}", host.log());
+
+    // Far more requests at once than the mappings hold instances.
+    let answers = get_many(host.url("/hello/sleep?1000"), 2500, 2500).await;
+    let served = answers.iter().filter(|(s, _)| *s == StatusCode::OK).count();
+    let busy = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::SERVICE_UNAVAILABLE)
+        .count();
+    assert_eq!(
+        served + busy,
+        answers.len(),
+        "{:?}; {}",
+        answers.iter().find(|(s, _)| !matches!(s.as_u16(), 200 | 503)),
+        WithLog("every request served or refused at the cap", &host)
+    );
+    assert!((1..=50).contains(&served), "{served} served at once");
+    let scrape = scrape(&host).await;
+    assert_eq!(
+        samples(&scrape, "webapp_wasm_guest_failures_total", &[]).count(),
+        0,
+        "{}",
+        host.log()
+    );
+    assert_demo_endpoints_answer(&host).await;
+}
+
+#[test]
+fn a_pool_whose_stacks_the_kernel_cannot_map_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("webapp.toml");
+    let instances = max_map_count() / 2 + 1;
+    std::fs::write(
+        &config,
+        config_text(
+            &format!("[pool]\nmax_instances = {instances}\n"),
+            &demo_routes(),
+        ),
+    )
+    .unwrap();
+    let out = run_host(&["--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!("pool.max_instances {instances} needs"))
+            && stderr.contains("vm.max_map_count"),
+        "{stderr}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_past_the_in_flight_cap_get_503() {
     let host = Host::start(&config("max_in_flight = 4\n"), &[]);
