@@ -489,6 +489,9 @@ pub struct GuestLimits {
 pub struct PoolConfig {
     /// Component instances alive at once, i.e. requests inside guests at once.
     pub max_instances: u32,
+    /// Linear memory slots in the pool: two an instance, or fewer where
+    /// the kernel cannot map that many (`kernel_limits.rs`).
+    pub memory_slots: u32,
     /// Upper bound of one instance's linear memory.
     pub max_memory_bytes: u64,
 }
@@ -711,6 +714,7 @@ impl PoolSettings {
         }
         Ok(PoolConfig {
             max_instances,
+            memory_slots: max_instances.saturating_mul(crate::engine::MEMORIES_PER_COMPONENT),
             max_memory_bytes: max_memory_mib << 20,
         })
     }

@@ -87,7 +87,7 @@ impl WasmEngine {
             .total_stacks(n)
             .total_core_instances(n.saturating_mul(CORE_INSTANCES_PER_COMPONENT))
             .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
-            .total_memories(n.saturating_mul(MEMORIES_PER_COMPONENT))
+            .total_memories(pool.memory_slots)
             .max_memories_per_component(MEMORIES_PER_COMPONENT)
             .total_tables(n.saturating_mul(TABLES_PER_COMPONENT))
             .max_tables_per_component(TABLES_PER_COMPONENT)
@@ -102,7 +102,7 @@ impl WasmEngine {
             .pagemap_scan(Enabled::Auto);
 
         let mut config = Config::new();
-        let slots = u64::from(n) * u64::from(MEMORIES_PER_COMPONENT);
+        let slots = u64::from(pool.memory_slots);
         if slots.saturating_mul(DEFAULT_SLOT) > MAX_DEFAULT_RESERVATION {
             config.memory_reservation(pool.max_memory_bytes);
         }

@@ -8,17 +8,18 @@
 //!   new connection waits, unanswered, in the listen backlog.
 //! - **Memory mappings** (`vm.max_map_count`, 65,530 by default): the
 //!   instance pool maps each of its stacks with a guard page (two mappings
-//!   a stack, all from the start), and each linear memory in use splits its
-//!   slot's reservation (two more). Past the limit every `mmap` fails with
-//!   ENOMEM: instantiation first, then the heap allocator, which aborts the
-//!   process.
+//!   a stack, all from the start), and a linear memory slot once used stays
+//!   split from its reservation (two more, kept while the slot waits warm
+//!   for its next instance). Past the limit every `mmap` fails with ENOMEM:
+//!   instantiation first, then the heap allocator, which aborts the process.
 //!
 //! So before anything listens the soft open-files limit is raised to the
-//! hard one, `http.max_connections` is fitted below it and
-//! `http.max_in_flight` below the mappings the pool's stacks leave: each
-//! lowered with a warning naming the setting and the limit, so what stops
-//! more load is a 503 from a cap, never an error inside. A pool whose
-//! stacks alone do not fit is refused.
+//! hard one and `http.max_connections` fitted below it; the pool gets only
+//! as many memory slots as can all be split within the mappings its stacks
+//! leave, and `http.max_in_flight` no more instances than those slots hold
+//! (two memories each at most). Each lowered value is logged, naming the
+//! setting and the limit, so what stops more load is a 503 from a cap,
+//! never an error inside. A pool whose stacks alone do not fit is refused.
 
 use std::io;
 
@@ -28,9 +29,11 @@ use crate::config::Config;
 use crate::engine::MEMORIES_PER_COMPONENT;
 
 /// Descriptors kept for everything but the public listener's clients: the
-/// listeners, the runtime, the probes-and-metrics connections, admin
-/// connections, the compile cache and registry files, a refused connection
-/// being answered.
+/// connections past the cap being refused (64 at most, `server.rs`), the
+/// probes-and-metrics connections (64), the listeners, the runtime, the
+/// compile cache and registry files, a few admin connections (the admin
+/// API's own cap is higher: past what is left, its accept fails and is
+/// retried, the public side unharmed).
 pub const RESERVED_FILES: u64 = 320;
 
 /// Mappings kept for everything but the instances: the heap's arenas,
@@ -40,9 +43,9 @@ pub const RESERVED_MAPPINGS: u64 = 4096;
 /// Mappings each pooled stack takes from the start: the stack and its guard.
 pub const MAPPINGS_PER_STACK: u64 = 2;
 
-/// Mappings one instance in flight may add: each of its linear memories
-/// (at most [`MEMORIES_PER_COMPONENT`]) splits its slot in two more.
-pub const MAPPINGS_PER_INSTANCE: u64 = 2 * MEMORIES_PER_COMPONENT as u64;
+/// Mappings each linear memory slot takes once used: its accessible part
+/// splits the slot's reservation, and stays so while the slot is warm.
+pub const MAPPINGS_PER_MEMORY_SLOT: u64 = 2;
 
 /// The kernel's default `vm.max_map_count`, assumed when it cannot be read.
 const DEFAULT_MAX_MAP_COUNT: u64 = 65_530;
@@ -51,28 +54,33 @@ const DEFAULT_MAX_MAP_COUNT: u64 = 65_530;
 /// may open only `limit` files. Never below half the limit (a limit below
 /// the reserve still serves) nor below one.
 pub fn connection_cap(wanted: usize, limit: u64) -> usize {
-    let fits = limit
-        .saturating_sub(RESERVED_FILES)
-        .max(limit / 2)
-        .max(1);
+    let fits = limit.saturating_sub(RESERVED_FILES).max(limit / 2).max(1);
     wanted.min(usize::try_from(fits).unwrap_or(usize::MAX))
 }
 
-/// The in-flight cap to serve with: `wanted`, or fewer when a pool of
-/// `instances` leaves too few of the kernel's `max_map_count` mappings;
-/// an error when its stacks alone would not fit.
-pub fn in_flight_cap(wanted: usize, instances: u32, max_map_count: u64) -> Result<usize> {
+/// The pool's memory slots and the in-flight cap to serve with, for a pool
+/// of `instances` under the kernel's `max_map_count` mappings: `slots`
+/// (two an instance) and `wanted`, or fewer where every slot could not be
+/// split once; an error when the stacks alone do not fit.
+pub fn memory_fit(
+    wanted: usize,
+    instances: u32,
+    slots: u32,
+    max_map_count: u64,
+) -> Result<(u32, usize)> {
     let stacks = u64::from(instances) * MAPPINGS_PER_STACK;
     let left = max_map_count.saturating_sub(stacks + RESERVED_MAPPINGS);
-    if left < MAPPINGS_PER_INSTANCE {
+    let fitting = left / MAPPINGS_PER_MEMORY_SLOT;
+    if fitting < u64::from(MEMORIES_PER_COMPONENT) {
         bail!(
             "pool.max_instances {instances} needs {stacks} memory mappings for its stacks, and the \
              kernel allows {max_map_count} in all (vm.max_map_count), {RESERVED_MAPPINGS} of them \
              kept for the rest: lower pool.max_instances (--max-instances) or raise vm.max_map_count"
         );
     }
-    let fits = left / MAPPINGS_PER_INSTANCE;
-    Ok(wanted.min(usize::try_from(fits).unwrap_or(usize::MAX)))
+    let slots = slots.min(u32::try_from(fitting).unwrap_or(u32::MAX));
+    let instances_held = (slots / MEMORIES_PER_COMPONENT) as usize;
+    Ok((slots, wanted.min(instances_held)))
 }
 
 /// Raises the soft limit on open files to the hard one; returns the limit
@@ -132,17 +140,25 @@ pub fn fit(config: &mut Config) -> Result<()> {
         ),
     }
     let max_map_count = max_map_count();
-    let cap = in_flight_cap(http.max_in_flight, config.pool.max_instances, max_map_count)?;
-    if cap < http.max_in_flight {
+    let pool = &mut config.pool;
+    let (slots, cap) = memory_fit(
+        http.max_in_flight,
+        pool.max_instances,
+        pool.memory_slots,
+        max_map_count,
+    )?;
+    if slots < pool.memory_slots {
         tracing::warn!(
-            "http.max_in_flight is {}, but with pool.max_instances {} the kernel's {max_map_count} \
-             memory mappings (vm.max_map_count) hold only {cap} instances at once: the rest get 503; \
-             raise vm.max_map_count or lower pool.max_instances to hold more",
-            http.max_in_flight,
-            config.pool.max_instances
+            "pool.max_instances is {}, but the kernel's {max_map_count} memory mappings \
+             (vm.max_map_count) leave room for {slots} memory slots beside its stacks: at most \
+             {cap} instances at once (http.max_in_flight was {}), the rest get 503; raise \
+             vm.max_map_count or lower pool.max_instances to hold more",
+            pool.max_instances,
+            http.max_in_flight
         );
-        http.max_in_flight = cap;
     }
+    pool.memory_slots = slots;
+    http.max_in_flight = cap;
     Ok(())
 }
 
@@ -153,7 +169,10 @@ mod tests {
     #[test]
     fn the_connection_cap_leaves_the_reserve_below_the_limit() {
         assert_eq!(connection_cap(10_000, 1_048_576), 10_000);
-        assert_eq!(connection_cap(20_000, 20_000), 20_000 - RESERVED_FILES as usize);
+        assert_eq!(
+            connection_cap(20_000, 20_000),
+            20_000 - RESERVED_FILES as usize
+        );
         assert_eq!(connection_cap(10_000, 1024), 1024 - RESERVED_FILES as usize);
     }
 
@@ -179,18 +198,52 @@ mod tests {
     }
 
     #[test]
-    fn the_in_flight_cap_fits_the_mappings_the_stacks_leave() {
+    fn the_memory_slots_and_in_flight_cap_fit_the_mappings_the_stacks_leave() {
         // The default pool (1,000) on the default kernel: no change.
-        assert_eq!(in_flight_cap(1000, 1000, 65_530).unwrap(), 1000);
-        // 24,000 stacks take 48,000 of 65,530: (65,530 - 48,000 - 4,096) / 4.
-        assert_eq!(in_flight_cap(24_000, 24_000, 65_530).unwrap(), 3358);
+        assert_eq!(memory_fit(1000, 1000, 2000, 65_530).unwrap(), (2000, 1000));
+        // 24,000 stacks take 48,000 of 65,530: (65,530 - 48,000 - 4,096) / 2
+        // slots, two an instance.
+        assert_eq!(
+            memory_fit(24_000, 24_000, 48_000, 65_530).unwrap(),
+            (6717, 3358)
+        );
         // With the kernel's limit raised, all of them.
-        assert_eq!(in_flight_cap(24_000, 24_000, 262_144).unwrap(), 24_000);
+        assert_eq!(
+            memory_fit(24_000, 24_000, 48_000, 262_144).unwrap(),
+            (48_000, 24_000)
+        );
+        // A lower in-flight cap stays.
+        assert_eq!(memory_fit(10, 24_000, 48_000, 65_530).unwrap(), (6717, 10));
+    }
+
+    #[test]
+    fn every_slot_split_and_every_stack_stay_within_the_limit() {
+        for (instances, limit) in [
+            (1000, 65_530),
+            (10_200, 65_530),
+            (30_000, 65_530),
+            (5, 5000),
+        ] {
+            let (slots, cap) = memory_fit(usize::MAX, instances, instances * 2, limit).unwrap();
+            let mapped = u64::from(instances) * MAPPINGS_PER_STACK
+                + u64::from(slots) * MAPPINGS_PER_MEMORY_SLOT;
+            assert!(mapped + RESERVED_MAPPINGS <= limit, "{instances}: {mapped}");
+            assert!(cap as u64 * u64::from(MEMORIES_PER_COMPONENT) <= u64::from(slots));
+        }
     }
 
     #[test]
     fn a_pool_whose_stacks_do_not_fit_is_refused_naming_the_settings() {
-        let e = in_flight_cap(40_000, 40_000, 65_530).unwrap_err().to_string();
-        assert!(e.contains("pool.max_instances 40000") && e.contains("vm.max_map_count"), "{e}");
+        let e = memory_fit(40_000, 40_000, 80_000, 65_530)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("pool.max_instances 40000") && e.contains("vm.max_map_count"),
+            "{e}"
+        );
+        // At the edge: room for one instance's memories, not less.
+        let edge = (65_530 - RESERVED_MAPPINGS - 4) / 2;
+        assert_eq!(memory_fit(10, edge as u32, u32::MAX, 65_530).unwrap().1, 1);
+        assert!(memory_fit(10, edge as u32 + 1, u32::MAX, 65_530).is_err());
     }
 }

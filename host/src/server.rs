@@ -45,6 +45,12 @@ use crate::connection::{Delivery, WriteTimeout};
 /// and scrapers need a handful.
 const OPERATOR_CONNECTIONS: usize = 64;
 
+/// Connections past the cap being answered their 503 at once (each holds
+/// its descriptor up to a second); past this many, a new one is closed at
+/// once without an answer, so a flood past the cap cannot take the
+/// descriptors kept for everything else (`kernel_limits::RESERVED_FILES`).
+const REFUSING: usize = 64;
+
 /// Connections the kernel may queue before the server accepts them (capped
 /// by `net.core.somaxconn`). The std default, 128, overflows when thousands
 /// of clients connect at once: dropped SYNs are retried after a second or
@@ -169,6 +175,7 @@ pub async fn serve(
     let limits = config.http;
     let http = http1(&limits);
     let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let refusing = Arc::new(Semaphore::new(REFUSING));
     let graceful = GracefulShutdown::new();
 
     let drain = async {
@@ -188,7 +195,12 @@ pub async fn serve(
             (stream, peer) = accept(&listener, "webapp") => {
                 let Ok(permit) = connections.clone().try_acquire_owned() else {
                     app.metrics().connection_rejected();
-                    tokio::spawn(refuse(stream));
+                    if let Ok(refusal) = refusing.clone().try_acquire_owned() {
+                        tokio::spawn(async move {
+                            refuse(stream).await;
+                            drop(refusal);
+                        });
+                    }
                     continue;
                 };
                 let service_app = app.clone();
