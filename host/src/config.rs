@@ -309,8 +309,9 @@ pub struct HttpSettings {
     #[arg(long, env = "WEBAPP_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
 
-    /// Requests inside components at once; beyond it requests get 503
-    /// [key: http.max_in_flight; default pool.max_instances].
+    /// Requests inside components at once; beyond it requests get 503.
+    /// Lowered, with a warning, to what the kernel can map
+    /// (`vm.max_map_count`) [key: http.max_in_flight; default pool.max_instances].
     #[arg(long, env = "WEBAPP_MAX_IN_FLIGHT")]
     pub max_in_flight: Option<usize>,
 }

@@ -17,7 +17,9 @@
 //! hard one and `http.max_connections` fitted below it; the pool gets only
 //! as many memory slots as can all be split within the mappings its stacks
 //! leave, and `http.max_in_flight` no more instances than those slots hold
-//! (two memories each at most). Each lowered value is logged, naming the
+//! at one memory each (every Rust component has one; an instance with two
+//! takes two, and where that runs the slots out it fails to instantiate,
+//! an error of the pool's, not the kernel's). Each lowered value is logged, naming the
 //! setting and the limit, so what stops more load is a 503 from a cap,
 //! never an error inside. A pool whose stacks alone do not fit is refused.
 
@@ -61,7 +63,8 @@ pub fn connection_cap(wanted: usize, limit: u64) -> usize {
 /// The pool's memory slots and the in-flight cap to serve with, for a pool
 /// of `instances` under the kernel's `max_map_count` mappings: `slots`
 /// (two an instance) and `wanted`, or fewer where every slot could not be
-/// split once; an error when the stacks alone do not fit.
+/// split once (then one instance a slot); an error when the stacks alone
+/// do not fit.
 pub fn memory_fit(
     wanted: usize,
     instances: u32,
@@ -79,8 +82,7 @@ pub fn memory_fit(
         );
     }
     let slots = slots.min(u32::try_from(fitting).unwrap_or(u32::MAX));
-    let instances_held = (slots / MEMORIES_PER_COMPONENT) as usize;
-    Ok((slots, wanted.min(instances_held)))
+    Ok((slots, wanted.min(slots as usize)))
 }
 
 /// Raises the soft limit on open files to the hard one; returns the limit
@@ -202,10 +204,15 @@ mod tests {
         // The default pool (1,000) on the default kernel: no change.
         assert_eq!(memory_fit(1000, 1000, 2000, 65_530).unwrap(), (2000, 1000));
         // 24,000 stacks take 48,000 of 65,530: (65,530 - 48,000 - 4,096) / 2
-        // slots, two an instance.
+        // slots, one an instance.
         assert_eq!(
             memory_fit(24_000, 24_000, 48_000, 65_530).unwrap(),
-            (6717, 3358)
+            (6717, 6717)
+        );
+        // 12,000 (10,000 in flight and room): every instance has its slot.
+        assert_eq!(
+            memory_fit(12_000, 12_000, 24_000, 65_530).unwrap(),
+            (18_717, 12_000)
         );
         // With the kernel's limit raised, all of them.
         assert_eq!(
@@ -224,11 +231,12 @@ mod tests {
             (30_000, 65_530),
             (5, 5000),
         ] {
-            let (slots, cap) = memory_fit(usize::MAX, instances, instances * 2, limit).unwrap();
+            let (slots, cap) =
+                memory_fit(instances as usize, instances, instances * 2, limit).unwrap();
             let mapped = u64::from(instances) * MAPPINGS_PER_STACK
                 + u64::from(slots) * MAPPINGS_PER_MEMORY_SLOT;
             assert!(mapped + RESERVED_MAPPINGS <= limit, "{instances}: {mapped}");
-            assert!(cap as u64 * u64::from(MEMORIES_PER_COMPONENT) <= u64::from(slots));
+            assert!(cap <= slots as usize && cap <= instances as usize);
         }
     }
 
@@ -243,7 +251,7 @@ mod tests {
         );
         // At the edge: room for one instance's memories, not less.
         let edge = (65_530 - RESERVED_MAPPINGS - 4) / 2;
-        assert_eq!(memory_fit(10, edge as u32, u32::MAX, 65_530).unwrap().1, 1);
+        assert_eq!(memory_fit(10, edge as u32, u32::MAX, 65_530).unwrap().1, 2);
         assert!(memory_fit(10, edge as u32 + 1, u32::MAX, 65_530).is_err());
     }
 }

@@ -37,7 +37,16 @@ async fn main() -> std::io::Result<()> {
         listener.local_addr()?
     );
     loop {
-        let (stream, _) = listener.accept().await?;
+        // Out of descriptors (more clients than `ulimit -n`): say so and
+        // retry, as the host does, rather than exit.
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                eprintln!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
         let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
             let service = service_fn(|request: Request<hyper::body::Incoming>| async move {
