@@ -118,21 +118,32 @@ async fn garbage_gets_400_and_a_close() {
     assert_demo_endpoints_answer(&host).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connections_past_the_cap_get_503_and_a_close() {
-    let host = Host::start(&config("max_connections = 8\n"), &[]);
+/// `n` connections to `host`, each held open after one answered request
+/// (`/error`: its 500 at once), so each is known accepted.
+async fn held_connections(host: &Host, n: usize) -> Vec<TcpStream> {
     let mut held = Vec::new();
-    for _ in 0..8 {
+    for _ in 0..n {
         let mut stream = TcpStream::connect(host.addr).await.unwrap();
         stream
             .write_all(b"GET /error HTTP/1.1\r\nHost: x\r\n\r\n")
             .await
             .unwrap();
         let mut buf = [0u8; 256];
-        let n = stream.read(&mut buf).await.unwrap();
-        assert!(buf[..n].starts_with(b"HTTP/1.1 500"));
+        let read = stream.read(&mut buf).await.unwrap();
+        assert!(
+            buf[..read].starts_with(b"HTTP/1.1 500"),
+            "{}",
+            WithLog("a held connection's answer", host)
+        );
         held.push(stream);
     }
+    held
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_cap_get_503_and_a_close() {
+    let host = Host::start(&config("max_connections = 8\n"), &[]);
+    let mut held = held_connections(&host, 8).await;
     let mut extra = TcpStream::connect(host.addr).await.unwrap();
     extra
         .write_all(b"GET /ep_one HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -159,24 +170,7 @@ async fn connections_past_the_cap_get_503_and_a_close() {
 async fn connections_past_what_the_process_may_open_get_503_at_once() {
     // 400 files: the cap (10,000 by default) is fitted to 200.
     let host = Host::start_with_open_files(&config(""), &[], 400);
-    let mut held = Vec::new();
-    for _ in 0..200 {
-        held.push(TcpStream::connect(host.addr).await.unwrap());
-    }
-    // Each held connection is accepted once it has answered.
-    for stream in &mut held {
-        stream
-            .write_all(b"GET /error HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
-        let mut buf = [0u8; 256];
-        let n = stream.read(&mut buf).await.unwrap();
-        assert!(
-            buf[..n].starts_with(b"HTTP/1.1 500"),
-            "{}",
-            WithLog("", &host)
-        );
-    }
+    let mut held = held_connections(&host, 200).await;
     let mut extra = Vec::new();
     for _ in 0..40 {
         let mut stream = TcpStream::connect(host.addr).await.unwrap();
