@@ -485,6 +485,10 @@ pub struct GuestLimits {
     pub fuel: Option<u64>,
 }
 
+/// Linear memories one component may have in the pool (a Rust std
+/// component has one; the bound leaves room for one more).
+pub const MEMORIES_PER_COMPONENT: u32 = 2;
+
 /// Sizes of wasmtime's pooling allocator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolConfig {
@@ -715,7 +719,7 @@ impl PoolSettings {
         }
         Ok(PoolConfig {
             max_instances,
-            memory_slots: max_instances.saturating_mul(crate::engine::MEMORIES_PER_COMPONENT),
+            memory_slots: max_instances.saturating_mul(MEMORIES_PER_COMPONENT),
             max_memory_bytes: max_memory_mib << 20,
         })
     }

@@ -19,7 +19,7 @@ use wasmtime::{
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::cache::{self, CompileCache, Origin};
-use crate::config::PoolConfig;
+use crate::config::{MEMORIES_PER_COMPONENT, PoolConfig};
 use crate::state::RequestState;
 
 /// How often the epoch advances. A running guest yields to the async
@@ -32,7 +32,6 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// (its own, plus the WASI adapter's); these bound one component's share of
 /// the pool.
 const CORE_INSTANCES_PER_COMPONENT: u32 = 8;
-pub const MEMORIES_PER_COMPONENT: u32 = 2;
 const TABLES_PER_COMPONENT: u32 = 4;
 
 /// wasmtime reserves 4 GiB of address space per linear memory slot by

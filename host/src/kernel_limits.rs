@@ -27,8 +27,7 @@ use std::io;
 
 use wasmtime::{Result, bail};
 
-use crate::config::Config;
-use crate::engine::MEMORIES_PER_COMPONENT;
+use crate::config::{Config, MEMORIES_PER_COMPONENT};
 
 /// Descriptors kept for everything but the public listener's clients: the
 /// connections past the cap being refused (64 at most, `server.rs`), the
